@@ -1,0 +1,1 @@
+"""Pure feature functions over a state record: extract before update, then update. No storage, no broker."""

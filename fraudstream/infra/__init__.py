@@ -1,0 +1,1 @@
+"""fraudstream/infra."""

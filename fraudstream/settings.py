@@ -1,0 +1,274 @@
+"""The one settings tree: frozen, prefix FRAUD_, nested with `__`, built once at start and passed down.
+
+Nothing else in fraudstream reads the environment. `load_settings()` is called by the command line
+(and by tests with explicit overrides); everything below receives the object it needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudstream.errors import ConfigError
+
+ENV_PREFIX = "FRAUD_"
+NESTED_DELIMITER = "__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Kafka client options. With no bootstrap_servers, the embedded local broker is used."""
+
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    client_id: str = "fraudstream"
+    request_timeout_s: PositiveFloat = 10.0
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"'{server}' is not host:port (example: broker1:9092,broker2:9092)")
+        return value
+
+
+class TopicSettings(_Section):
+    transactions: str = "transactions"
+    dlq: str = "transactions.dlq"
+    alerts: str = "alerts"
+    scores: str = "scores"
+    labels: str = "labels"
+    late: str = "transactions.late"
+    partitions: PositiveInt = 6
+    replication_factor: PositiveInt = 1
+
+    def all_topics(self) -> list[str]:
+        return [self.transactions, self.dlq, self.alerts, self.scores, self.labels, self.late]
+
+
+class RedisSettings(_Section):
+    """A redis:// or rediss:// URL (password inside it stays secret). None: the embedded redis-server."""
+
+    url: SecretStr | None = None
+    namespace: str = Field(default="fs", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    socket_timeout_s: PositiveFloat = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix:// (example: redis://host:6379/0)")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("has no host (example: redis://host:6379/0)")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"has a malformed port: {exc}") from None
+        return value
+
+
+class EmbeddedSettings(_Section):
+    """The local single-node stack started by `fraudstream up`."""
+
+    state_dir: Path = Path(".fraudstream")
+    kafka_port: int = Field(default=19092, gt=0, lt=65536)
+    controller_port: int = Field(default=19093, gt=0, lt=65536)
+    redis_port: int = Field(default=16379, gt=0, lt=65536)
+    kafka_heap_mb: PositiveInt = 768
+    start_timeout_s: PositiveFloat = 120.0
+
+
+class FeatureSettings(_Section):
+    label_delay_days: float = Field(default=7.0, ge=0.0)
+    grace_period_s: float = Field(default=3600.0, ge=0.0)
+    night_end_hour: int = Field(default=6, ge=0, le=23)
+
+
+class RegistrySettings(_Section):
+    path: Path = Path(".fraudstream/registry")
+
+
+class StreamerSettings(_Section):
+    engine: Literal["kafka", "faust"] = "kafka"
+    consumer_group: str = "fraudstream-streamer"
+    transactional_id: str = "fraudstream-streamer"
+    poll_batch_size: PositiveInt = 500
+    poll_timeout_s: PositiveFloat = 0.2
+    micro_batch_max_size: PositiveInt = 1024
+    micro_batch_max_wait_ms: PositiveInt = 50
+    scorer: Literal["mlp", "stack", "blend"] = "mlp"
+    blend_mlp_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    top_reasons: PositiveInt = 3
+    max_future_skew_s: PositiveFloat = 300.0
+    reload_poll_s: PositiveFloat = 5.0
+    user_id_hmac_key: SecretStr | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, lt=65536)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, lt=65536)
+    redis_retry_max_s: PositiveFloat = 30.0
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Immutable once built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    redis: RedisSettings = RedisSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    features: FeatureSettings = FeatureSettings()
+    registry: RegistrySettings = RegistrySettings()
+    streamer: StreamerSettings = StreamerSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "text"
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        ports = [self.embedded.kafka_port, self.embedded.controller_port, self.embedded.redis_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError("embedded kafka_port, controller_port and redis_port must differ")
+        return self
+
+    @property
+    def uses_embedded_kafka(self) -> bool:
+        return self.kafka.bootstrap_servers is None
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis.url is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers or f"127.0.0.1:{self.embedded.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis.url is not None:
+            return self.redis.url.get_secret_value()
+        return f"redis://127.0.0.1:{self.embedded.redis_port}/0"
+
+    def safe_summary(self) -> dict[str, Any]:
+        """A form fit for start-up logs: secrets masked, passwords in URLs removed."""
+        data = self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        redis_url = urlsplit(self.redis_url)
+        if redis_url.password:
+            netloc = redis_url.netloc.replace(f":{redis_url.password}@", ":**********@")
+            data["redis"]["url"] = redis_url._replace(netloc=netloc).geturl()
+        else:
+            data["redis"]["url"] = self.redis_url
+        data["kafka"]["bootstrap_servers"] = self.bootstrap_servers
+        return data
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
+        """A new, validated tree with some fields of some sections replaced (for tests and backtests)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            if section not in data or not isinstance(data[section], dict):
+                raise ConfigError(f"unknown settings section '{section}'")
+            data[section].update(values)
+        return build_settings(data, environ={})
+
+
+def _known_env_paths() -> set[str]:
+    known: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub in annotation.model_fields:
+                known.add(f"{name}{NESTED_DELIMITER}{sub}".upper())
+        known.add(name.upper())
+    return known
+
+
+def _first_error_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = NESTED_DELIMITER.join(str(p) for p in err["loc"]).upper()
+    env_name = f"{ENV_PREFIX}{where}" if where else "settings"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"invalid setting {env_name}: {msg}"
+
+
+def build_settings(data: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate `data` (explicit values) over the environment `environ` (os.environ when None)."""
+    env = dict(os.environ if environ is None else environ)
+    known = _known_env_paths()
+    for key in env:
+        if key.upper().startswith(ENV_PREFIX):
+            path = key.upper()[len(ENV_PREFIX) :]
+            if path not in known:
+                raise ConfigError(
+                    f"unknown setting {key}: check the spelling; known settings are listed by "
+                    "`fraudstream config`"
+                )
+    merged: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split(NESTED_DELIMITER)
+        node = merged
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    for section, values in (data or {}).items():
+        if isinstance(values, Mapping) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    try:
+        return _InitOnlySettings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_first_error_line(exc)) from None
+
+
+class _InitOnlySettings(Settings):
+    """Settings built from an explicit mapping only; build_settings has already read the environment."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        return (init_settings,)
+
+
+def load_settings() -> Settings:
+    """The production entry: FRAUD_* environment variables over the defaults."""
+    return build_settings()
