@@ -89,7 +89,9 @@ _register_all()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FraudstreamError as exc:
         typer.echo(f"fraudstream: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -100,7 +102,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # noqa: BLE001 - click usage errors: one line, not a traceback
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):

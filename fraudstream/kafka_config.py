@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fraudstream.settings import Settings
+
+LIBRDKAFKA_LOGGER = logging.getLogger("fraudstream.librdkafka")
 
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -14,6 +17,8 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": kafka.client_id,
         "security.protocol": kafka.security_protocol,
+        # librdkafka logs go through Python logging (not raw stderr); errors surface as exceptions.
+        "logger": LIBRDKAFKA_LOGGER,
     }
     if kafka.sasl_mechanism:
         config["sasl.mechanism"] = kafka.sasl_mechanism

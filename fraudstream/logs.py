@@ -38,3 +38,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     for noisy in ("kafka", "aiokafka", "faust", "mode", "tensorflow", "absl", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # librdkafka retries connections on its own and reports failures as exceptions we turn into one line.
+    logging.getLogger("fraudstream.librdkafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

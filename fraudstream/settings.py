@@ -245,11 +245,11 @@ def build_settings(data: Mapping[str, Any] | None = None, environ: Mapping[str, 
     for key, value in env.items():
         if not key.upper().startswith(ENV_PREFIX):
             continue
-        path = key[len(ENV_PREFIX) :].lower().split(NESTED_DELIMITER)
+        parts = key[len(ENV_PREFIX) :].lower().split(NESTED_DELIMITER)
         node = merged
-        for part in path[:-1]:
+        for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
+        node[parts[-1]] = value
     for section, values in (data or {}).items():
         if isinstance(values, Mapping) and isinstance(merged.get(section), dict):
             merged[section] = {**merged[section], **values}
@@ -265,7 +265,7 @@ class _InitOnlySettings(Settings):
     """Settings built from an explicit mapping only; build_settings has already read the environment."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def]
         return (init_settings,)
 
 
