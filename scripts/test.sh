@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test command: set everything up, lint and type-check, start the test stack (a real Kafka broker
+# and a real redis-server of its own, on ports apart from the demo's), run the suite, stop the stack.
+# MODE=default (unit + integration + slow) or MODE=full (adds the fault and soak tests) or MODE=quick (unit only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${MODE:-default}
+
+bash scripts/setup.sh
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy"
+.venv/bin/mypy
+
+export FRAUD_EMBEDDED__STATE_DIR="$PWD/.fraudstream/test"
+export FRAUD_EMBEDDED__KAFKA_PORT=29092 FRAUD_EMBEDDED__CONTROLLER_PORT=29093 FRAUD_EMBEDDED__REDIS_PORT=26379
+case "$MODE" in
+  quick)   markers="not integration and not slow and not full" ;;
+  default) markers="not full" ;;
+  full)    markers="" ;;
+  *) echo "test: MODE must be quick, default or full (got '$MODE')" >&2; exit 2 ;;
+esac
+
+if [ "$MODE" != quick ]; then
+  echo "== test stack"
+  .venv/bin/fraudstream up
+  trap '.venv/bin/fraudstream down >/dev/null 2>&1 || true' EXIT
+fi
+
+echo "== pytest ($MODE)"
+set +e
+.venv/bin/python -m pytest -m "$markers" "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "test: pytest collected no test for MODE=$MODE: that is a failure, not a pass" >&2
+  exit 1
+fi
+exit $rc
