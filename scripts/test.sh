@@ -13,8 +13,11 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 
-export FRAUD_EMBEDDED__STATE_DIR="$PWD/.fraudstream/test"
-export FRAUD_EMBEDDED__KAFKA_PORT=29092 FRAUD_EMBEDDED__CONTROLLER_PORT=29093 FRAUD_EMBEDDED__REDIS_PORT=26379
+# The test stack's own folder and ports (override them to run two checkouts' suites side by side).
+export FRAUD_EMBEDDED__STATE_DIR="${FRAUD_EMBEDDED__STATE_DIR:-$PWD/.fraudstream/test}"
+export FRAUD_EMBEDDED__KAFKA_PORT=${FRAUD_EMBEDDED__KAFKA_PORT:-29092}
+export FRAUD_EMBEDDED__CONTROLLER_PORT=${FRAUD_EMBEDDED__CONTROLLER_PORT:-29093}
+export FRAUD_EMBEDDED__REDIS_PORT=${FRAUD_EMBEDDED__REDIS_PORT:-26379}
 case "$MODE" in
   quick)   markers="not integration and not slow and not full" ;;
   default) markers="not full" ;;

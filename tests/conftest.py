@@ -27,7 +27,8 @@ TEST_EMBEDDED = {
 
 def make_test_settings(**sections: dict[str, object]) -> Settings:
     """Settings for tests: the environment's FRAUD_* values, the test stack's ports, and overrides."""
-    data: dict[str, dict[str, object]] = {"embedded": dict(TEST_EMBEDDED)}
+    embedded = {k: v for k, v in TEST_EMBEDDED.items() if f"FRAUD_EMBEDDED__{k.upper()}" not in os.environ}
+    data: dict[str, dict[str, object]] = {"embedded": embedded}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return build_settings(data)
@@ -59,5 +60,5 @@ def redis_client(stack_settings: Settings) -> Iterator[object]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    external = os.environ.get("FRAUD_KAFKA__BOOTSTRAP_SERVERS")
-    return f"fraudstream test stack: {'external ' + external if external else 'embedded (127.0.0.1:29092, :26379)'}"
+    settings = make_test_settings()
+    return f"fraudstream test stack: kafka {settings.bootstrap_servers}, redis {settings.safe_summary()['redis']['url']}"
