@@ -1,0 +1,142 @@
+"""LoadedModel: a verified registry version ready for batch scoring and per-feature alert reasons."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fraudstream.errors import ModelError
+from models.mlp import numpy_forward_from_weights
+from models.preprocess import Preprocessor
+
+log = logging.getLogger(__name__)
+
+Scorer = Literal["mlp", "stack", "blend"]
+
+
+@dataclass(frozen=True)
+class MLPWeights:
+    weights: list[np.ndarray]
+    output: str
+    activation: str
+
+
+def _tf_gpu_visible() -> bool:
+    if importlib.util.find_spec("tensorflow") is None:
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+class LoadedModel:
+    """Scores batches of feature vectors laid out as `feature_names` (the full input vector of training time).
+
+    Columns the models do not use are ignored by `score` and get contribution 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        input_names: tuple[str, ...],
+        used_features: tuple[str, ...],
+        thresholds: dict[str, float],
+        preprocessor: Preprocessor,
+        mlp_weights: MLPWeights | None,
+        stack: Any,
+        contribution_weights: np.ndarray,
+        keras_path: Path | None = None,
+        device: str = "auto",
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        self.version = version
+        self.feature_names = input_names
+        self.used_features = used_features
+        self.thresholds = {k: float(v) for k, v in thresholds.items()}
+        self.preprocessor = preprocessor
+        self.contribution_weights = contribution_weights
+        self.manifest = manifest or {}
+        self._used_index = np.array([input_names.index(n) for n in used_features], dtype=np.intp)
+        self._mlp = mlp_weights
+        self._stack = stack
+        self._keras_fn: Any = None
+        self.device = "CPU"
+        if mlp_weights is not None and keras_path is not None and device != "cpu":
+            if device == "gpu" or _tf_gpu_visible():
+                self._keras_fn = self._load_keras(keras_path)
+                self.device = "GPU:0"
+        log.info("loaded model %s (MLP on %s)", version, self.device)
+
+    @staticmethod
+    def _load_keras(path: Path) -> Any:
+        import keras
+        import tensorflow as tf
+
+        model = keras.saving.load_model(path, compile=False)
+        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        names = [n for n, m in (("mlp", self._mlp), ("stack", self._stack)) if m is not None]
+        return tuple(names + (["blend"] if len(names) == 2 else []))
+
+    def _prepared(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2:
+            raise ModelError(f"score() needs a 2-D batch, got shape {X.shape}")
+        if X.shape[1] == len(self.feature_names):
+            X = X[:, self._used_index]
+        elif X.shape[1] != len(self.used_features):
+            raise ModelError(
+                f"batch has {X.shape[1]} columns; model {self.version} expects {len(self.feature_names)} "
+                f"(features.spec.FEATURE_NAMES at training time)"
+            )
+        return self.preprocessor.transform(X)
+
+    def _mlp_scores(self, Z: np.ndarray) -> np.ndarray:
+        if self._mlp is None:
+            raise ModelError(f"model {self.version} has no MLP; choose scorer 'stack'")
+        if self._keras_fn is not None:
+            out = np.asarray(self._keras_fn(Z.astype(np.float32)), dtype=np.float64)
+            return out[:, 0] if self._mlp.output == "sigmoid" else out[:, 1]
+        return numpy_forward_from_weights(self._mlp.weights, Z, self._mlp.output, self._mlp.activation)
+
+    def _stack_scores(self, Z: np.ndarray) -> np.ndarray:
+        if self._stack is None:
+            raise ModelError(f"model {self.version} has no stack; choose scorer 'mlp'")
+        return np.asarray(self._stack.predict_proba(Z)[:, 1], dtype=np.float64)
+
+    def score(self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5) -> np.ndarray:
+        """Fraud probability per row, one vectorised call per batch."""
+        Z = self._prepared(X)
+        if Z.shape[0] == 0:
+            return np.zeros(0)
+        if scorer == "mlp":
+            return self._mlp_scores(Z)
+        if scorer == "stack":
+            return self._stack_scores(Z)
+        if scorer == "blend":
+            w = float(blend_mlp_weight)
+            return w * self._mlp_scores(Z) + (1.0 - w) * self._stack_scores(Z)
+        raise ModelError(f"unknown scorer '{scorer}'; use mlp, stack or blend")
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """n x len(feature_names): z-score against the training mean/std times the feature's normalised importance.
+
+        Positive = above the training mean. Unused features get 0. Pick the top |contribution| for alert reasons.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        full = X.shape[1] == len(self.feature_names)
+        used = X[:, self._used_index] if full else X
+        z = self.preprocessor.zscores(used) * self.contribution_weights
+        if not full:
+            return np.asarray(z)
+        out = np.zeros_like(X)
+        out[:, self._used_index] = z
+        return out

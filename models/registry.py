@@ -1,0 +1,247 @@
+"""The model registry: a folder of immutable versions with sha256 manifests and an atomically replaced `current`.
+
+Layout: <root>/versions/<version>/{manifest.json, preprocessor.json, mlp.keras, mlp_weights.npz, stack.pkl} and
+<root>/current (one line: the version). Every file's hash is checked before anything is loaded or unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import platform
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fraudstream.clock import Clock, SystemClock
+from fraudstream.errors import ArtifactIntegrityError, ModelError, PromotionRefused
+from models.bundle import ModelBundle
+from models.loaded import LoadedModel, MLPWeights
+from models.preprocess import Preprocessor
+
+PRIMARY_METRIC = "average_precision"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def running_feature_spec_hash() -> str:
+    """The feature spec hash of the code that is running (features.spec)."""
+    from features.spec import feature_spec_hash
+
+    return str(feature_spec_hash())
+
+
+def _library_versions() -> dict[str, str]:
+    import sklearn
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    try:
+        import keras
+
+        versions["keras"] = keras.__version__
+        versions["keras_backend"] = keras.backend.backend()
+    except ImportError:  # pragma: no cover - keras is a dependency
+        pass
+    return versions
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ModelRegistry:
+    """Publishes, promotes and loads model versions under one root folder."""
+
+    def __init__(self, root: Path, clock: Clock | None = None) -> None:
+        self.root = Path(root)
+        self.clock = clock or SystemClock()
+
+    @property
+    def _versions_dir(self) -> Path:
+        return self.root / "versions"
+
+    # ------------------------------------------------------------------ reading
+    def versions(self) -> list[str]:
+        if not self._versions_dir.is_dir():
+            return []
+        return sorted(p.name for p in self._versions_dir.iterdir() if (p / MANIFEST).is_file())
+
+    def current_version(self) -> str | None:
+        pointer = self.root / "current"
+        if not pointer.is_file():
+            return None
+        version = pointer.read_text().strip()
+        return version or None
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        path = self._versions_dir / version / MANIFEST
+        if not path.is_file():
+            known = ", ".join(self.versions()) or "none"
+            raise ModelError(f"model version '{version}' not found in {self.root} (known: {known})")
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactIntegrityError(f"manifest of version '{version}' is not valid JSON ({exc.msg})") from None
+        return data
+
+    # ------------------------------------------------------------------ publishing
+    def publish(
+        self,
+        bundle: ModelBundle,
+        *,
+        metrics: dict[str, Any],
+        holdout_id: str,
+        data_range: tuple[str, str],
+        seed: int,
+        promote: bool = True,
+        force: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """Write a new version; make it current if not worse than the champion (or forced). Returns the version."""
+        if PRIMARY_METRIC not in metrics:
+            raise ModelError(f"metrics must include '{PRIMARY_METRIC}' (the promotion metric)")
+        created = self.clock.now()
+        version = f"{created:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self._versions_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self._versions_dir, prefix=f".{version}."))
+        files = self._write_files(bundle, staging)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": created.isoformat(),
+            "feature_spec_hash": bundle.feature_spec_hash,
+            "input_names": list(bundle.input_names),
+            "feature_names": list(bundle.used_features),
+            "scorers": [s for s, m in (("mlp", bundle.mlp), ("stack", bundle.stack)) if m is not None]
+            + (["blend"] if bundle.mlp is not None and bundle.stack is not None else []),
+            "mlp_output": bundle.mlp.output if bundle.mlp is not None else None,
+            "mlp_activation": bundle.mlp.activation if bundle.mlp is not None else None,
+            "thresholds": {k: float(v) for k, v in bundle.thresholds.items()},
+            "contribution_weights": [float(w) for w in bundle.contribution_weights],
+            "blend_mlp_weight": bundle.blend_mlp_weight,
+            "metrics": metrics,
+            "holdout_id": holdout_id,
+            "data_range": list(data_range),
+            "seed": seed,
+            "libraries": _library_versions(),
+            "files": {name: sha256_file(staging / name) for name in files},
+            **({"extra": extra} if extra else {}),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        os.replace(staging, self._versions_dir / version)
+        if promote:
+            self.promote(version, force=force)
+        return version
+
+    @staticmethod
+    def _write_files(bundle: ModelBundle, folder: Path) -> list[str]:
+        files = ["preprocessor.json"]
+        (folder / "preprocessor.json").write_text(bundle.preprocessor.to_json())
+        if bundle.mlp is not None:
+            bundle.mlp.save_keras(folder / "mlp.keras")
+            np.savez(folder / "mlp_weights.npz", *bundle.mlp.weights_)
+            files += ["mlp.keras", "mlp_weights.npz"]
+        if bundle.stack is not None:
+            with (folder / "stack.pkl").open("wb") as handle:
+                pickle.dump(bundle.stack, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            files.append("stack.pkl")
+        return files
+
+    def promote(self, version: str, *, force: bool = False) -> None:
+        """Point `current` at `version` if it is not worse than the champion on the same holdout, or if forced."""
+        challenger = self.manifest(version)
+        champion_version = self.current_version()
+        if champion_version is not None and champion_version != version and not force:
+            champion = self.manifest(champion_version)
+            if champion.get("holdout_id") != challenger.get("holdout_id"):
+                raise PromotionRefused(
+                    f"version {version} was evaluated on holdout '{challenger.get('holdout_id')}' but the champion "
+                    f"{champion_version} on '{champion.get('holdout_id')}'; evaluate on the same holdout or use --force"
+                )
+            new, old = float(challenger["metrics"][PRIMARY_METRIC]), float(champion["metrics"][PRIMARY_METRIC])
+            if new < old:
+                raise PromotionRefused(
+                    f"version {version} is worse than champion {champion_version} on holdout "
+                    f"'{challenger.get('holdout_id')}' ({PRIMARY_METRIC} {new:.4f} < {old:.4f}); it stays published "
+                    "but not current (use --force to promote anyway)"
+                )
+        _atomic_write(self.root / "current", version + "\n")
+
+    # ------------------------------------------------------------------ loading
+    def verify(self, version: str) -> dict[str, Any]:
+        """Check the sha256 of every file listed in the manifest; returns the manifest."""
+        manifest = self.manifest(version)
+        folder = self._versions_dir / version
+        for name, expected in dict(manifest.get("files", {})).items():
+            path = folder / name
+            if not path.is_file():
+                raise ArtifactIntegrityError(f"model version {version}: file {name} is missing; republish the model")
+            if sha256_file(path) != expected:
+                raise ArtifactIntegrityError(
+                    f"model version {version}: {name} does not match its sha256 in the manifest; refusing to load it"
+                )
+        return manifest
+
+    def load(
+        self, version: str | None = None, *, device: str = "auto", expected_spec_hash: str | None = None
+    ) -> LoadedModel:
+        """Verify, then load a version (default: current). device: auto | cpu | gpu (gpu = Keras on TF's GPU)."""
+        version = version or self.current_version()
+        if version is None:
+            raise ModelError(f"no current model in registry {self.root}; run `fraudstream train` first")
+        manifest = self.verify(version)  # nothing below runs unless every hash matched
+        running = expected_spec_hash if expected_spec_hash is not None else running_feature_spec_hash()
+        if manifest["feature_spec_hash"] != running:
+            raise ModelError(
+                f"model version {version} was trained for feature spec {manifest['feature_spec_hash'][:12]} but the "
+                f"running code has {running[:12]}; retrain the model with this code"
+            )
+        folder = self._versions_dir / version
+        preprocessor = Preprocessor.from_json((folder / "preprocessor.json").read_text())
+        weights = None
+        if "mlp_weights.npz" in manifest["files"]:
+            with np.load(folder / "mlp_weights.npz", allow_pickle=False) as npz:
+                weights = MLPWeights(
+                    [npz[f"arr_{i}"] for i in range(len(npz.files))],
+                    manifest["mlp_output"],
+                    manifest["mlp_activation"],
+                )
+        stack = None
+        if "stack.pkl" in manifest["files"]:
+            with (folder / "stack.pkl").open("rb") as handle:
+                stack = pickle.load(handle)  # safe: every hash verified above
+        return LoadedModel(
+            version=version,
+            input_names=tuple(manifest["input_names"]),
+            used_features=tuple(manifest["feature_names"]),
+            thresholds=dict(manifest["thresholds"]),
+            preprocessor=preprocessor,
+            mlp_weights=weights,
+            stack=stack,
+            contribution_weights=np.asarray(manifest["contribution_weights"], dtype=np.float64),
+            keras_path=folder / "mlp.keras" if weights is not None else None,
+            device=device,
+            manifest=manifest,
+        )
