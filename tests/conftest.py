@@ -61,4 +61,5 @@ def redis_client(stack_settings: Settings) -> Iterator[object]:
 
 def pytest_report_header(config: pytest.Config) -> str:
     settings = make_test_settings()
-    return f"fraudstream test stack: kafka {settings.bootstrap_servers}, redis {settings.safe_summary()['redis']['url']}"
+    redis_url = settings.safe_summary()["redis"]["url"]
+    return f"fraudstream test stack: kafka {settings.bootstrap_servers}, redis {redis_url}"
