@@ -1,0 +1,104 @@
+"""Prometheus metrics of the streamer on a registry passed in (no global default registry), and an HTTP exporter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, start_http_server
+
+if TYPE_CHECKING:
+    from streamer.core import BatchResult
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400)
+_BATCH_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 16_384, 65_536)
+_TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class StreamMetrics:
+    """Every streamer metric, on its own CollectorRegistry (tests create as many as they like)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("fraudstream_events", "Transaction records validated", registry=r)
+        self.scored = Counter("fraudstream_scored", "Transactions scored", registry=r)
+        self.alerts = Counter("fraudstream_alerts", "Alerts produced", registry=r)
+        self.dlq = Counter("fraudstream_dead_letters", "Records routed to the dead-letter topic", registry=r)
+        self.late = Counter("fraudstream_late_events", "Late transactions routed to the late topic", registry=r)
+        self.labels = Counter("fraudstream_labels", "Labels applied to merchant state", registry=r)
+        self.replayed = Counter("fraudstream_replayed", "Records replayed with their cached outputs", registry=r)
+        self.batch_size = Histogram(
+            "fraudstream_batch_size", "Records per processed batch", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.score_seconds = Histogram(
+            "fraudstream_score_seconds", "Model scoring time per batch", buckets=_TIME_BUCKETS, registry=r
+        )
+        self.redis_seconds = Histogram(
+            "fraudstream_redis_seconds", "Redis time per batch", buckets=_TIME_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "fraudstream_batch_seconds", "Core processing time per batch", buckets=_TIME_BUCKETS, registry=r
+        )
+        self.e2e_latency = Histogram(
+            "fraudstream_end_to_end_latency_seconds",
+            "Event timestamp to output committed",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.broker_latency = Histogram(
+            "fraudstream_broker_latency_seconds",
+            "Kafka record timestamp to output committed",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "fraudstream_consumer_lag", "Records behind the partition end", ["topic", "partition"], registry=r
+        )
+        self.redis_retries = Counter(
+            "fraudstream_state_store_retries", "Batches retried because Redis failed", registry=r
+        )
+        self.model_info = Info("fraudstream_model", "Model version in use", registry=r)
+        self.last_batch_unix = Gauge("fraudstream_last_batch_unixtime", "When the last batch finished", registry=r)
+
+    def observe_batch(self, result: BatchResult) -> None:
+        c, t = result.counts, result.timings
+        self.events.inc(c.events)
+        self.scored.inc(c.scored)
+        self.alerts.inc(c.alerts)
+        self.dlq.inc(c.dlq)
+        self.late.inc(c.late)
+        self.labels.inc(c.labels)
+        self.replayed.inc(c.replayed)
+        self.batch_size.observe(c.events + c.dlq + c.labels)
+        self.score_seconds.observe(t.score_s)
+        self.redis_seconds.observe(t.redis_s)
+        self.batch_seconds.observe(t.total_s)
+        if result.model_version:
+            self.set_model_version(result.model_version)
+
+    def observe_committed(self, result: BatchResult, now_unix: float | None = None) -> None:
+        """Latencies once the batch's outputs are committed (called by the engine)."""
+        now = time.time() if now_unix is None else now_unix
+        for event_time in result.event_times_s:
+            self.e2e_latency.observe(max(now - event_time, 0.0))
+        for record_ms in result.record_times_ms:
+            self.broker_latency.observe(max(now - record_ms / 1000.0, 0.0))
+        self.last_batch_unix.set(now)
+
+    def set_model_version(self, version: str, device: str | None = None) -> None:
+        self.model_info.info({"version": version, **({"device": device} if device else {})})
+
+    def set_lag(self, lags: Iterable[tuple[str, int, int]]) -> None:
+        for topic, partition, lag in lags:
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of this registry (for web views)."""
+        return generate_latest(self.registry)
+
+
+def serve_metrics(metrics: StreamMetrics, host: str, port: int) -> Any:
+    """Start the HTTP exporter on host:port (port 0 picks a free one); returns (server, thread)."""
+    return start_http_server(port, addr=host, registry=metrics.registry)

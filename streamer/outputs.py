@@ -1,0 +1,81 @@
+"""Output messages of the core and their compact binary encoding (cached in Redis so replays re-emit equal bytes)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fraudstream.contracts import RECORD_TYPE_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+from fraudstream.errors import StateStoreError
+
+_FORMAT = b"\x01"
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
+@dataclass
+class OutputMessage:
+    """One record to produce: alerts, scores, dead letters and late records."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def contract_headers(record_type: str) -> list[tuple[str, bytes]]:
+    """The headers every fraudstream record carries: schema version and record type."""
+    return [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode()), (RECORD_TYPE_HEADER, record_type.encode())]
+
+
+def _put(parts: list[bytes], raw: bytes) -> None:
+    parts.append(_U32.pack(len(raw)))
+    parts.append(raw)
+
+
+def encode_messages(messages: Sequence[OutputMessage]) -> bytes:
+    """A self-delimiting byte string holding the messages of one input record (order kept)."""
+    parts: list[bytes] = [_FORMAT, _U16.pack(len(messages))]
+    for message in messages:
+        _put(parts, message.topic.encode())
+        _put(parts, message.key)
+        _put(parts, message.value)
+        parts.append(_U16.pack(len(message.headers)))
+        for name, value in message.headers:
+            _put(parts, name.encode())
+            _put(parts, value)
+    return b"".join(parts)
+
+
+def decode_messages(raw: bytes) -> list[OutputMessage]:
+    """Inverse of encode_messages; StateStoreError if the cached bytes are not ours (corrupt or foreign)."""
+    view = memoryview(raw)
+    pos = 0
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(view):
+            raise StateStoreError("a cached output in Redis is truncated; flush the streamer's namespace and replay")
+        chunk = bytes(view[pos : pos + n])
+        pos += n
+        return chunk
+
+    def blob() -> bytes:
+        (size,) = _U32.unpack(take(4))
+        return take(size)
+
+    if take(1) != _FORMAT:
+        raise StateStoreError("a cached output in Redis has an unknown format; flush the streamer's namespace")
+    (count,) = _U16.unpack(take(2))
+    messages: list[OutputMessage] = []
+    for _ in range(count):
+        topic = blob().decode()
+        key = blob()
+        value = blob()
+        (n_headers,) = _U16.unpack(take(2))
+        headers = [(blob().decode(), blob()) for _ in range(n_headers)]
+        messages.append(OutputMessage(topic, key, value, headers))
+    if pos != len(view):
+        raise StateStoreError("a cached output in Redis has trailing bytes; flush the streamer's namespace")
+    return messages
