@@ -1,1 +1,1 @@
-"""bankbus."""
+"""The bank bus: simulate, import, publish and replay transactions."""
