@@ -1,0 +1,127 @@
+"""The Redis FeatureStore: one pipelined read per batch, one Lua compare-and-set write per partition."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import redis
+
+from features.config import FeatureConfig
+from fraudstream.errors import StateStoreError
+from state.engine import Commit, KeyValueFeatureStore
+
+# KEYS: offset key, outputs hash, then state keys. ARGV: expected offset ('' = none), new offset, ttl,
+# prune-below offset, number of outputs, then (offset, bytes) pairs, then one value per state key.
+_COMMIT_LUA = """
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then
+  return redis.error_reply('FENCED offset is ' .. (current == '' and 'unset' or current) .. ', expected ' ..
+    (ARGV[1] == '' and 'unset' or ARGV[1]))
+end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+local prune = tonumber(ARGV[4])
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if tonumber(field) < prune then redis.call('HDEL', KEYS[2], field) end
+end
+local n = tonumber(ARGV[5])
+local i = 6
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if n > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+for k = 3, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[i], 'EX', ttl)
+  i = i + 1
+end
+return 'OK'
+"""
+
+
+def _tag(key: str) -> str:
+    start = key.index("{")
+    return key[start : key.index("}", start) + 1]
+
+
+class RedisFeatureStore(KeyValueFeatureStore):
+    """FeatureStore in Redis. Redis errors surface as StateStoreError: the caller retries, commits nothing."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        cfg: FeatureConfig,
+        *,
+        partitions: int = 6,
+        label_partitions: int | None = None,
+        user_key: Callable[[str], str] | None = None,
+    ) -> None:
+        super().__init__(namespace, cfg, partitions=partitions, label_partitions=label_partitions, user_key=user_key)
+        self.client = client
+
+    def _load(
+        self, keys: list[str], hash_fields: dict[str, list[int]]
+    ) -> tuple[list[bytes | None], dict[str, list[bytes | None]]]:
+        by_tag: dict[str, list[str]] = defaultdict(list)
+        for key in keys:
+            by_tag[_tag(key)].append(key)
+        hashes = [(k, f) for k, f in hash_fields.items() if f]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for group in by_tag.values():
+                pipe.mget(group)  # one slot per call: cluster-safe
+            for key, wanted in hashes:
+                pipe.hmget(key, [str(f) for f in wanted])
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis read failed ({type(exc).__name__}: {exc}); retry when Redis is back") from exc
+        found: dict[str, bytes | None] = {}
+        for group, reply in zip(by_tag.values(), replies, strict=False):
+            found.update(zip(group, reply, strict=True))
+        fields: dict[str, list[bytes | None]] = {k: [] for k in hash_fields}
+        for (key, _), reply in zip(hashes, replies[len(by_tag) :], strict=True):
+            fields[key] = list(reply)
+        return [found[k] for k in keys], fields
+
+    def _commit(self, commits: list[Commit]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commits:
+                w = c.write
+                keys = [c.offset_key, c.outputs_key, *w.values]
+                args: list[bytes | str | int] = [
+                    "" if w.expected_offset is None else str(w.expected_offset),
+                    str(w.new_offset),
+                    self.ttl_s,
+                    str(w.prune_below),
+                    len(c.outputs),
+                ]
+                for offset, out in c.outputs.items():
+                    args += [str(offset), out]
+                args += list(w.values.values())
+                pipe.eval(_COMMIT_LUA, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis write failed ({type(exc).__name__}: {exc}); retry the batch") from exc
+        fenced = [f"{c.offset_key} ({r})" for c, r in zip(commits, replies, strict=True) if isinstance(r, Exception)]
+        if fenced:
+            raise StateStoreError(
+                f"state write refused for {', '.join(fenced)}: another worker owns the partition or Redis "
+                "failed; this writer is fenced and must rejoin the consumer group"
+            )
+
+    def _sizes(self, pattern: str, limit: int) -> list[int]:
+        try:
+            keys = []
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                keys.append(key)
+                if len(keys) >= limit:
+                    break
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key, samples=0)
+            return [int(v) for v in pipe.execute() if v is not None]
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis memory report failed ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,40 @@
+"""The feature store contract (a Protocol) and its two implementations, in memory and in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from features.state import UserState
+from state.batch import LabelRecord, PreparedBatch, SourceRecord
+
+
+class FeatureStore(Protocol):
+    def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
+        """One round trip to load state; fold in record order (extract before update). Writes nothing."""
+        ...
+
+    def commit_batch(self, batch: PreparedBatch, outputs: Sequence[bytes | None]) -> None:
+        """One atomic write per partition, compare-and-set on the offsets read in prepare."""
+        ...
+
+    def apply_labels(self, records: Sequence[LabelRecord]) -> int:
+        """Fold fraud labels into merchant risk; idempotent per labels-partition offset. Returns labels used."""
+        ...
+
+    def user_state(self, user_id: str) -> UserState | None: ...
+
+    def memory_report(self) -> dict[str, float]: ...
+
+
+from state.memory import InMemoryFeatureStore  # noqa: E402
+from state.redis_store import RedisFeatureStore  # noqa: E402
+
+__all__ = [
+    "FeatureStore",
+    "InMemoryFeatureStore",
+    "LabelRecord",
+    "PreparedBatch",
+    "RedisFeatureStore",
+    "SourceRecord",
+]
