@@ -26,6 +26,11 @@ SendFn = Callable[[OutputMessage], Awaitable[Awaitable[Any]]]
 ProcessFn = Callable[[Sequence[RawRecord]], BatchResult]
 
 
+#: What `on_retry` is told failed.
+REDIS = "Redis"
+PRODUCER = "Kafka producer"
+
+
 class MessageLike(Protocol):
     topic: str
     partition: int
@@ -119,6 +124,7 @@ class BatchHandler:
         on_delivered: Callable[[BatchResult], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         send_errors: tuple[type[BaseException], ...] = (),
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.process = process
         self.send = send
@@ -130,6 +136,7 @@ class BatchHandler:
         self.on_delivered = on_delivered
         self.sleep = sleep
         self.send_errors = send_errors
+        self.on_retry = on_retry
 
     async def handle(self, events: Sequence[EventLike]) -> BatchResult:
         """Process and deliver one batch; acks (releases) its events only once every output is acknowledged."""
@@ -138,9 +145,9 @@ class BatchHandler:
         self.status.in_flight = True
         try:
             records = records_from_events(events)
-            result: BatchResult = await self._retrying("Redis", lambda: self._process(records), (StateStoreError,))
+            result: BatchResult = await self._retrying(REDIS, lambda: self._process(records), (StateStoreError,))
             pending = list(result.messages)
-            await self._retrying("Kafka producer", lambda: self._deliver(pending), self.send_errors)
+            await self._retrying(PRODUCER, lambda: self._deliver(pending), self.send_errors)
         finally:
             self.status.in_flight = False
             self.status.retrying_since_mono = None
@@ -179,11 +186,17 @@ class BatchHandler:
                 failures += 1
                 if self.status.retrying_since_mono is None:
                     self.status.retrying_since_mono = self.clock.monotonic()
+                if self.on_retry is not None:
+                    self.on_retry(what)
                 if self.stop_requested():
                     raise BatchAbandoned(f"stop requested while {what} was failing: {exc}") from exc
                 delay = next(delays)
                 log.warning(
                     "%s failed (%s); batch not acked, retry %d in %.1f s",
-                    what, exc, failures, delay, extra={"retry": failures, "delay_s": delay},
+                    what,
+                    exc,
+                    failures,
+                    delay,
+                    extra={"retry": failures, "delay_s": delay},
                 )
                 await self.sleep(delay)

@@ -14,6 +14,7 @@ import numpy as np
 from fraudstream.contracts import Reason
 
 _WINDOW_WORDS = {"1h": "hour", "1d": "day", "7d": "7 days", "30d": "30 days"}
+_WINDOW_ADJECTIVES = {"1h": "1-hour", "1d": "1-day", "7d": "7-day", "30d": "30-day"}
 
 Row = dict[str, float]
 
@@ -37,6 +38,11 @@ def _duration(seconds: float) -> str:
 def _window(name: str) -> str:
     suffix = name.rsplit("_", 1)[-1]
     return _WINDOW_WORDS.get(suffix, suffix)
+
+
+def _window_adj(name: str) -> str:
+    suffix = name.rsplit("_", 1)[-1]
+    return _WINDOW_ADJECTIVES.get(suffix, suffix)
 
 
 def _flag(on: str, off: str) -> Callable[[str, float, Row], str]:
@@ -86,11 +92,11 @@ _EXACT: dict[str, Callable[[str, float, Row], str]] = {
 }
 
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[str, float, Row], str]]] = [
-    (re.compile(r"amount_ratio_mean_\w+"), lambda n, v, _r: f"amount {v:.1f}x the user's {_window(n)} mean"),
+    (re.compile(r"amount_ratio_mean_\w+"), lambda n, v, _r: f"amount {v:.1f}x the user's {_window_adj(n)} mean"),
     (
         re.compile(r"amount_zscore_\w+"),
         lambda n, v, _r: (
-            f"amount {abs(v):.1f} standard deviations {'above' if v >= 0 else 'below'} the user's {_window(n)} mean"
+            f"amount {abs(v):.1f} standard deviations {'above' if v >= 0 else 'below'} the user's {_window_adj(n)} mean"
         ),
     ),
     (re.compile(r"count_\w+"), lambda n, v, _r: f"{_num(v)} transactions by the user in the last {_window(n)}"),

@@ -1,0 +1,112 @@
+"""Commands: `fraudstream stream`, `fraudstream alerts tail`, `fraudstream label TRANSACTION_ID fraud|legit`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+
+import typer
+
+from fraudstream.cli import settings_of
+from fraudstream.errors import ConfigError, InputError
+
+alerts_app = typer.Typer(help="Read alerts.", no_args_is_help=True)
+
+
+class Engine(StrEnum):
+    kafka = "kafka"
+    faust = "faust"
+
+
+class Verdict(StrEnum):
+    fraud = "fraud"
+    legit = "legit"
+
+
+def stream(
+    ctx: typer.Context,
+    engine: Engine | None = typer.Option(None, help="kafka (exactly once) or faust; default: streamer.engine."),
+    max_events: int | None = typer.Option(None, min=1, help="Stop after this many records."),
+    idle_exit: float | None = typer.Option(None, min=0.0, help="Stop after this many seconds without records."),
+    instance_id: str | None = typer.Option(
+        None, help="Stable id of this worker (transactional id suffix); distinct per worker. Default: hostname."
+    ),
+) -> None:
+    """Run the stream processor: transactions + labels in; alerts, scores, dead letters out."""
+    settings = settings_of(ctx)
+    chosen = engine.value if engine is not None else settings.streamer.engine
+    if chosen == "faust":
+        from streamer.faust_engine import run_faust_engine  # the faust helper's module, imported only when asked
+
+        run_faust_engine(settings, max_events=max_events, idle_exit_s=idle_exit)
+        return
+    from streamer.run import run_kafka_engine
+
+    result = run_kafka_engine(settings, max_events=max_events, idle_exit_s=idle_exit, instance_id=instance_id)
+    typer.echo(json.dumps(result))
+
+
+@alerts_app.command("tail")
+def tail(
+    ctx: typer.Context,
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep waiting for new alerts."),
+    min_score: float = typer.Option(0.0, min=0.0, max=1.0, help="Only alerts with at least this score."),
+    user: str | None = typer.Option(None, help="Only this user's alerts."),
+    from_beginning: bool = typer.Option(False, help="Start at the oldest alert (default with --no-follow)."),
+    limit: int | None = typer.Option(None, min=1, help="Stop after this many alerts."),
+) -> None:
+    """Print alerts as readable lines (read_committed; commits nothing to any consumer group)."""
+    from streamer.alert_reader import format_alert, read_alerts
+
+    settings = settings_of(ctx)
+    shown = 0
+    for alert in read_alerts(settings, follow=follow, from_beginning=from_beginning or not follow):
+        if alert.score < min_score or (user is not None and alert.transaction.user_id != user):
+            continue
+        typer.echo(format_alert(alert))
+        shown += 1
+        if limit is not None and shown >= limit:
+            break
+
+
+def label(
+    ctx: typer.Context,
+    transaction_id: str = typer.Argument(..., help="The transaction the verdict is about."),
+    verdict: Verdict = typer.Argument(..., help="fraud or legit."),
+    source: str = typer.Option("analyst", help="analyst, chargeback, customer or dataset."),
+    note: str | None = typer.Option(None, help="Free text, sent as a Kafka header (not part of the Label)."),
+    user: str | None = typer.Option(None, help="The user id, when the transaction has no alert."),
+    merchant: str | None = typer.Option(None, help="The merchant id, when the transaction has no alert."),
+    at: datetime | None = typer.Option(None, help="The transaction time (ISO, UTC), when it has no alert."),
+) -> None:
+    """Publish a verdict to the labels topic (merchant and time filled from the transaction's alert if found)."""
+    from fraudstream.clock import SystemClock
+    from fraudstream.contracts import LabelSource
+    from streamer.labelling import build_label, publish_label
+
+    settings = settings_of(ctx)
+    try:
+        label_source = LabelSource(source)
+    except ValueError:
+        raise ConfigError(f"unknown label source '{source}'; use analyst, chargeback, customer or dataset") from None
+    if note is not None and len(note) > 2000:
+        raise InputError("the note is longer than 2,000 characters; shorten it")
+    record = build_label(
+        settings,
+        transaction_id,
+        is_fraud=verdict == Verdict.fraud,
+        source=label_source,
+        user=user,
+        merchant=merchant,
+        at=at,
+        clock=SystemClock(),
+    )
+    publish_label(settings, record, note=note)
+    typer.echo(f"published {verdict.value} for {transaction_id} (user {record.user_id}) to {settings.topics.labels}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stream")(stream)
+    app.command("label")(label)
+    app.add_typer(alerts_app, name="alerts")

@@ -1,0 +1,271 @@
+"""The confluent-kafka engine: consume a batch, run the core, then ONE Kafka transaction with the outputs and offsets.
+
+Exactly once for read_committed consumers: outputs and consumed offsets commit together; a crash anywhere replays
+the batch, and the idempotent Redis side returns the cached outputs, so the replay produces identical bytes.
+Redis down: the batch is held, partitions paused, retried with exponential backoff; nothing is committed meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from fraudstream.errors import InfraError, StateStoreError
+from fraudstream.kafka_config import consumer_config
+from fraudstream.settings import Settings
+from streamer.core import BatchResult, RawRecord, StreamProcessor
+from streamer.kafka_tx import TransactionalOutput
+from streamer.metrics import StreamMetrics
+
+log = logging.getLogger(__name__)
+
+LAG_EVERY_S = 5.0
+
+
+@dataclass
+class EngineStats:
+    batches: int = 0
+    records: int = 0
+    events: int = 0
+    alerts: int = 0
+    dlq: int = 0
+    late: int = 0
+    replayed: int = 0
+    redis_retries: int = 0
+    kafka_retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_data_at: float | None = None  # monotonic time the first records arrived
+    last_commit_at: float | None = None  # monotonic time the last batch committed
+    #: broker timestamp -> transaction committed, seconds, one per transaction record (for benchmarks)
+    latencies_s: list[float] = field(default_factory=list)
+
+
+def _as_bytes(raw: str | bytes | None) -> bytes | None:
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+def to_raw(message: Message) -> RawRecord:
+    ts_type, ts = message.timestamp()
+    headers: list[Any] = list(message.headers() or [])
+    return RawRecord(
+        topic=str(message.topic()),
+        partition=int(message.partition() or 0),
+        offset=int(message.offset() or 0),
+        key=_as_bytes(message.key()),
+        value=_as_bytes(message.value()),
+        headers=[(str(name), _as_bytes(value)) for name, value in headers],
+        timestamp_ms=ts if ts_type != 0 else None,
+    )
+
+
+class KafkaEngine:
+    """One worker of the consumer group. `run()` returns when stopped, idle, or after max_events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: StreamProcessor,
+        metrics: StreamMetrics | None = None,
+        *,
+        instance_id: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.streamer
+        self.processor = processor
+        self.metrics = metrics
+        self.instance_id = instance_id or socket.gethostname()
+        self.stop_event = threading.Event()
+        self.stats = EngineStats()
+        self._sleep = sleep
+        self._held: list[RawRecord] = []
+        self._paused = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._last_lag = 0.0
+        self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **{"client.id": self.client_id}))
+        self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
+
+    @property
+    def client_id(self) -> str:
+        return f"{self.settings.kafka.client_id}-{self.instance_id}"
+
+    # ------------------------------------------------------------------ rebalance callbacks (inside consume())
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.info("assigned %s", _names(partitions), extra={"event": "assign", "instance": self.instance_id})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are processed and their transaction finished before consume() is called again, so no transaction
+        # is open here; a batch held during a Redis outage loses the revoked partitions' records (the new owner
+        # reads them from the committed offsets).
+        self.output.abort_if_open()
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= gone
+        self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
+        log.info("revoked %s", _names(partitions), extra={"event": "revoke", "instance": self.instance_id})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s", _names(partitions), extra={"event": "lost", "instance": self.instance_id})
+        self._on_revoke(consumer, partitions)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, *, max_events: int | None = None, idle_exit_s: float | None = None) -> EngineStats:
+        topics = [self.settings.topics.transactions, self.settings.topics.labels]
+        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
+        wait_s = self.cfg.micro_batch_max_wait_ms / 1000.0
+        last_data = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                if max_events is not None and self.stats.records >= max_events:
+                    break
+                messages = self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=wait_s)
+                records = self._records(messages)
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:
+                        log.info("idle for %.1f s, stopping", idle_exit_s)
+                        break
+                    self._report_lag()
+                    continue
+                last_data = time.monotonic()
+                if self.stats.first_data_at is None:
+                    self.stats.first_data_at = last_data
+                self._handle(records)
+                self._report_lag()
+        finally:
+            self.close()
+        return self.stats
+
+    def _records(self, messages: list[Message]) -> list[RawRecord]:
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(to_raw(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise InfraError(f"Kafka consumer failed: {error.str()}")
+                log.warning("consume error: %s", error.str())
+        return records
+
+    def _handle(self, records: list[RawRecord]) -> None:
+        """Process and commit one batch; on a Redis failure hold it (partitions paused) and retry with backoff."""
+        self._held = records
+        delay = 0.1
+        while self._held:
+            try:
+                result = self.processor.process(self._held)
+            except StateStoreError as exc:
+                self._pause()
+                self.stats.redis_retries += 1
+                if self.metrics is not None:
+                    self.metrics.redis_retries.inc()
+                log.warning("state store unavailable (%s); retrying in %.1f s, nothing committed", exc, delay)
+                self._wait_serving_callbacks(delay)
+                delay = min(delay * 2, self.cfg.redis_retry_max_s)
+                if self.stop_event.is_set():
+                    log.warning("stopping during a state store outage; the held batch stays uncommitted")
+                    self._held = []
+                continue
+            if self._commit(self._held, result):
+                self._account(self._held, result)
+                self._held = []
+            else:
+                self._held = []  # rewound: the records come again from the committed offsets
+        self._resume()
+
+    def _commit(self, records: list[RawRecord], result: BatchResult) -> bool:
+        """One transaction: outputs + offsets. False if it was aborted (consumer rewound to the batch start)."""
+        try:
+            self.output.commit(result, self.consumer)
+            return True
+        except KafkaException as exc:
+            self.stats.kafka_retries += 1
+            log.warning("transaction aborted (%s); rewinding to the batch start", exc.args[0])
+            self._rewind(records)
+            return False
+
+    def _rewind(self, records: list[RawRecord]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for r in records:
+            first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in self._assigned:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _account(self, records: list[RawRecord], result: BatchResult) -> None:
+        committed = time.time()
+        c, s = result.counts, self.stats
+        s.batches += 1
+        s.records += len(records)
+        s.events += c.events
+        s.alerts += c.alerts
+        s.dlq += c.dlq
+        s.late += c.late
+        s.replayed += c.replayed
+        s.last_commit_at = time.monotonic()
+        s.latencies_s.extend(committed - ms / 1000.0 for ms in result.record_times_ms)
+        if self.metrics is not None:
+            self.metrics.observe_committed(result, committed)
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self.consumer.pause(self.consumer.assignment())
+            self._paused = True
+
+    def _resume(self) -> None:
+        if self._paused:
+            self.consumer.resume(self.consumer.assignment())
+            self._paused = False
+
+    def _wait_serving_callbacks(self, seconds: float) -> None:
+        """Sleep while still calling consume() (partitions paused) so the group keeps us and callbacks run."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            extra = self._records(self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=0.1))
+            if extra:  # only from partitions assigned after the pause began: keep their order, process together
+                self._held.extend(extra)
+
+    def _report_lag(self) -> None:
+        if self.metrics is None or time.monotonic() - self._last_lag < LAG_EVERY_S:
+            return
+        self._last_lag = time.monotonic()
+        lags = []
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                if tp.offset >= 0:
+                    lags.append((tp.topic, tp.partition, max(high - tp.offset, 0)))
+        except KafkaException as exc:
+            log.debug("lag not available: %s", exc)
+            return
+        self.metrics.set_lag(lags)
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the batch in flight (safe from signal handlers and other threads)."""
+        self.stop_event.set()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("consumer close: %s", exc)
+        self.output.close()
+        log.info("kafka engine %s stopped", self.instance_id, extra={"stats": _summary(self.stats)})
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def _summary(stats: EngineStats) -> dict[str, Any]:
+    return {k: v for k, v in vars(stats).items() if k != "latencies_s"}

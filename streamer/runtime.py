@@ -1,0 +1,84 @@
+"""Wiring shared by both engines: Redis store (with optional HMAC of user ids), model holder, metrics, processor."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fraudstream.clock import Clock, SystemClock
+from fraudstream.settings import Settings
+from state.store import FeatureStore
+from streamer.core import StreamProcessor
+from streamer.metrics import StreamMetrics
+from streamer.scoring import ModelHolder
+
+
+def user_key_for(settings: Settings) -> Callable[[str], str] | None:
+    """hmac-sha256(user_id) as hex when streamer.user_id_hmac_key is set, so raw user ids never reach Redis."""
+    secret = settings.streamer.user_id_hmac_key
+    if secret is None:
+        return None
+    key = secret.get_secret_value().encode()
+
+    def hashed(user_id: str) -> str:
+        return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()
+
+    return hashed
+
+
+def build_store(settings: Settings, partitions: int | None = None, label_partitions: int | None = None) -> FeatureStore:
+    """The Redis feature store of the settings (namespace, feature config, partition counts, HMAC)."""
+    from features.config import FeatureConfig
+    from state.redis_client import redis_client
+    from state.redis_store import RedisFeatureStore
+
+    if partitions is None or label_partitions is None:
+        from fraudstream.infra.topics import partition_count
+
+        partitions = partitions or partition_count(settings, settings.topics.transactions)
+        label_partitions = label_partitions or partition_count(settings, settings.topics.labels)
+    return RedisFeatureStore(
+        redis_client(settings),
+        settings.redis.namespace,
+        FeatureConfig.from_settings(settings.features),
+        partitions=partitions,
+        label_partitions=label_partitions,
+        user_key=user_key_for(settings),
+    )
+
+
+def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> ModelHolder:
+    """Load the registry's current model now (ModelError if there is none) and start background reloads."""
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.registry.path)
+    holder = ModelHolder(registry, reload_poll_s=settings.streamer.reload_poll_s, metrics=metrics)
+    return holder.start()
+
+
+@dataclass
+class Runtime:
+    processor: StreamProcessor
+    holder: ModelHolder
+    metrics: StreamMetrics
+    store: FeatureStore
+
+    def close(self) -> None:
+        self.holder.stop()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: FeatureStore | None = None,
+    metrics: StreamMetrics | None = None,
+) -> Runtime:
+    """Everything an engine needs around the core, built from settings."""
+    metrics = metrics or StreamMetrics()
+    store = store or build_store(settings)
+    holder = build_holder(settings, metrics)
+    processor = StreamProcessor(settings, store, holder, clock or SystemClock(), metrics)
+    return Runtime(processor, holder, metrics, store)

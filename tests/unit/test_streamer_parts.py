@@ -1,0 +1,87 @@
+"""Output encoding, reason texts and the model holder's background reload."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fraudstream.errors import StateStoreError
+from models.registry import ModelRegistry
+from streamer.outputs import OutputMessage, decode_messages, encode_messages
+from streamer.reasons import explain, reason_text, top_indices
+from streamer.scoring import ModelHolder
+from tests.streamer_support import publish_tiny_model
+
+_messages = st.lists(
+    st.builds(
+        OutputMessage,
+        topic=st.text(min_size=1, max_size=20),
+        key=st.binary(max_size=40),
+        value=st.binary(max_size=200),
+        headers=st.lists(st.tuples(st.text(max_size=10), st.binary(max_size=10)), max_size=3),
+    ),
+    max_size=4,
+)
+
+
+@given(_messages)
+def test_output_encoding_round_trips(messages: list[OutputMessage]) -> None:
+    assert decode_messages(encode_messages(messages)) == messages
+
+
+def test_corrupt_cached_output_is_a_state_store_error() -> None:
+    raw = encode_messages([OutputMessage("alerts", b"u", b"{}", [])])
+    with pytest.raises(StateStoreError, match="truncated"):
+        decode_messages(raw[:-1])
+    with pytest.raises(StateStoreError, match="unknown format"):
+        decode_messages(b"\x09" + raw[1:])
+
+
+def test_reason_texts_read_like_an_analyst_wrote_them() -> None:
+    row = {"seconds_since_last": 600.0}
+    assert reason_text("amount_ratio_mean_30d", 9.42, row) == "amount 9.4x the user's 30-day mean"
+    assert reason_text("dist_prev_km", 1200.0, row) == "1,200 km from the previous transaction 10 minutes earlier"
+    assert reason_text("new_merchant", 1.0, row) == "first transaction at this merchant"
+    assert reason_text("merchant_risk_7d", 0.35, row) == "merchant fraud rate 35% over 7 days (known labels)"
+    assert reason_text("count_1h", 12.0, row) == "12 transactions by the user in the last hour"
+    assert reason_text("something_new", 2.5, row) == "something new 2.50"
+    assert reason_text("hour_sin", 1.0, {"hour_sin": 1.0, "hour_cos": 0.0}) == "at 06:00 UTC"
+
+
+def test_top_reasons_are_the_largest_contributions_per_row() -> None:
+    contributions = np.array([[0.1, 3.0, -5.0, 2.0], [np.nan, 0.0, 1.0, 0.5]])
+    assert top_indices(contributions, 2).tolist() == [[1, 3], [2, 3]]
+    reasons = explain(["amount", "count_1d", "new_device", "speed_kmh"], np.ones((2, 4)), contributions, 2)
+    assert [[r.feature for r in row] for row in reasons] == [["count_1d", "speed_kmh"], ["new_device", "speed_kmh"]]
+
+
+def test_holder_swaps_to_a_new_current_version_in_the_background(tmp_path: Path) -> None:
+    first = publish_tiny_model(tmp_path, threshold=0.5)
+    holder = ModelHolder(ModelRegistry(tmp_path), reload_poll_s=0.05).start()
+    try:
+        assert holder.version == first
+        old_model = holder.model
+        time.sleep(1.1)  # versions are named by the second
+        second = publish_tiny_model(tmp_path, threshold=0.6, seed=1)
+        deadline = time.monotonic() + 10
+        while holder.version != second and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.version == second and holder.model.thresholds["stack"] == 0.6
+        assert old_model.version == first  # a batch holding the old model keeps it unchanged
+    finally:
+        holder.stop()
+
+
+def test_holder_keeps_the_old_model_when_a_new_version_is_tampered(tmp_path: Path) -> None:
+    first = publish_tiny_model(tmp_path)
+    holder = ModelHolder(ModelRegistry(tmp_path))
+    time.sleep(1.1)
+    second = publish_tiny_model(tmp_path, seed=2)
+    (tmp_path / "versions" / second / "stack.pkl").write_bytes(b"tampered")
+    assert holder.check_once() is False
+    assert holder.version == first and holder.last_error and "sha256" in holder.last_error
