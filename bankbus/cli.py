@@ -48,5 +48,39 @@ def simulate(
     )
 
 
+def import_data(
+    src: Path = typer.Argument(..., help="CSV or Parquet file to import."),
+    out: Path = typer.Option(..., "--out", help="Canonical output file: .parquet or .csv."),
+    fmt: str | None = typer.Option(None, "--format", help="A built-in format: handbook."),
+    mapping_file: Path | None = typer.Option(None, "--map", help="YAML/JSON mapping file (columns, defaults, ...)."),
+    col: list[str] = typer.Option([], "--col", help="canonical=source, repeatable (e.g. --col amount=TX_AMOUNT)."),
+    timezone: str | None = typer.Option(None, help="Time zone of naive timestamps (default UTC)."),
+    rejects: Path | None = typer.Option(None, help="Where rejected rows go (default OUT.rejects.csv)."),
+) -> None:
+    """Import outside data into the canonical columns; rows that fail validation go to a rejects file."""
+    from dataclasses import replace
+
+    from bankbus.importer import FORMATS, ColumnMapping, import_file, rejects_path_for
+
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"--format '{fmt}' is unknown; built-in formats: {', '.join(FORMATS)}")
+    mapping = FORMATS[fmt] if fmt else ColumnMapping()
+    if mapping_file is not None:
+        loaded = ColumnMapping.from_file(mapping_file)
+        mapping = replace(loaded, columns={**mapping.columns, **loaded.columns})
+    mapping = mapping.with_pairs(col)
+    if timezone:
+        mapping = replace(mapping, timezone=timezone)
+    began = time.perf_counter()
+    result = import_file(src, out, mapping, rejects)
+    elapsed = time.perf_counter() - began
+    typer.echo(
+        f"imported {len(result.frame):,} of {result.source_rows:,} rows in {elapsed:.2f} s; wrote {out}"
+        + (f"; {len(result.rejects):,} rejected rows in {rejects_path_for(out, rejects)}"
+           if len(result.rejects) else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
+    app.command("import")(import_data)
