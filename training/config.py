@@ -1,0 +1,100 @@
+"""TrainingConfig: one frozen object that selects every preprocessing, imbalance, model and protocol choice.
+
+Loadable from YAML (`fraudstream train --config file.yaml`); an unknown or malformed key is one ConfigError line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fraudstream.errors import ConfigError
+
+ALL_MODELS = ("logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "stack")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PrequentialConfig(_Frozen):
+    train_days: int = Field(default=7, ge=1)
+    delay_days: int = Field(default=7, ge=0)
+    test_days: int = Field(default=7, ge=1)
+    n_folds: int = Field(default=4, ge=1)
+    anchor: str | None = None  # start of the latest test window (ISO date); default: last full window in the data
+
+
+class TrainingConfig(_Frozen):
+    """Defaults: the handbook protocol, all models, standardised features, no resampling."""
+
+    # preprocessing
+    dedup: bool = True
+    impute: bool = True
+    clip_quantile: float | None = Field(default=None, gt=0.0, lt=0.5)
+    standardise: bool = True
+    categorical_encoding: Literal["none", "onehot", "label"] = "none"
+    categorical_columns: tuple[str, ...] = ()  # raw-frame columns encoded and appended as extra features
+    features: tuple[str, ...] | None = None  # None: every features.spec.FEATURE_NAMES column
+    # imbalance
+    imbalance: Literal["none", "undersample", "smote", "class_weight"] = "none"
+    undersample_ratio: float = Field(default=1.0, gt=0.0, le=1.0)  # minority / majority after undersampling
+    # selection and tuning
+    rfe_features: int | None = Field(default=None, ge=1)
+    grid_search: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)  # model -> param grid
+    grid_cv_folds: int = Field(default=3, ge=2)
+    # models
+    models: tuple[str, ...] = ALL_MODELS
+    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    stack_scorer_model: str = "stack"  # which trained model is published as the streamer's `stack` scorer
+    # protocol and thresholds
+    protocol: Literal["prequential", "stratified_80_20", "split_70_15_15"] = "prequential"
+    prequential: PrequentialConfig = PrequentialConfig()
+    threshold_policy: Literal["alert_budget", "f1", "fixed"] = "alert_budget"
+    alerts_per_day: float = Field(default=100.0, gt=0.0)
+    fixed_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    card_precision_k: int = Field(default=100, ge=1)
+    seed: int = 0
+
+    def model_post_init(self, __context: Any) -> None:
+        unknown = [m for m in self.models if m not in ALL_MODELS]
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; choose from {', '.join(ALL_MODELS)}")
+        if not self.models:
+            raise ValueError("models must name at least one model")
+        if self.stack_scorer_model not in ALL_MODELS or self.stack_scorer_model == "mlp":
+            raise ValueError("stack_scorer_model must be a non-MLP model name")
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def training_config(data: dict[str, Any] | None = None) -> TrainingConfig:
+    try:
+        return TrainingConfig(**(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training config: {_first_error(exc)}") from None
+
+
+def load_training_config(path: Path | None) -> TrainingConfig:
+    """The config in a YAML file (None: all defaults)."""
+    if path is None:
+        return TrainingConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"training config {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"training config {path} must be a YAML mapping of keys to values")
+    try:
+        return TrainingConfig(**(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training config {path}: {_first_error(exc)}") from None
