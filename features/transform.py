@@ -16,7 +16,7 @@ import numpy.typing as npt
 from features.config import DAY_S, FeatureConfig
 from features.fields import MISSING, TxnFields, fields_of
 from features.merchant import merchant_features
-from features.spec import FEATURE_NAMES, MEAN_WINDOWS, USER_WINDOWS
+from features.spec import FEATURE_NAMES, USER_WINDOWS
 from features.state import MAX_CATEGORIES, MAX_DEVICES, MAX_MERCHANTS, MerchantView, UserState
 from features.static import static_features
 from fraudstream.contracts import Transaction
@@ -25,7 +25,7 @@ EARTH_RADIUS_KM = 6371.0088
 NO_HISTORY_INTERVAL_S = 30.0 * DAY_S
 WIDEST_WINDOW_S = USER_WINDOWS[-1][1]
 HOME_N_CAP = 64
-_STD_FLOOR_CENTS = 100.0
+STD_FLOOR_CENTS = 100.0
 _MIN_TRAVEL_H = 1.0 / 60.0
 
 
@@ -38,44 +38,61 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def user_kernel(user: UserState, f: TxnFields) -> list[float]:
     """Columns USER_NAMES for event `f` against the state before it."""
+    return history_kernel(user, f) + window_kernel(user, f) + sequence_kernel(user, f)
+
+
+def history_kernel(user: UserState, f: TxnFields) -> list[float]:
+    """seconds_since_last, first_transaction, amount_change_vs_last, amount_ratio_vs_last."""
+    if not user.n_total:
+        return [NO_HISTORY_INTERVAL_S, 1.0, 0.0, 1.0]
+    last_amount = user.last_cents / 100.0
+    return [float(max(f.ts - user.last_ts, 0)), 0.0, f.amount - last_amount, f.amount / max(last_amount, 0.01)]
+
+
+def window_kernel(user: UserState, f: TxnFields) -> list[float]:
+    """amount_ratio_mean_*/amount_zscore_* (previous windows), then count/mean/max/min_* (this one included)."""
     ts, cents = f.ts, f.cents
-    out: list[float] = []
-    if user.n_total:
-        last_amount = user.last_cents / 100.0
-        out += [float(max(ts - user.last_ts, 0)), 0.0, f.amount - last_amount, f.amount / max(last_amount, 0.01)]
-    else:
-        out += [NO_HISTORY_INTERVAL_S, 1.0, 0.0, 1.0]
     log_ts, log_cents = user.log_ts, user.log_cents
     hi = bisect_right(log_ts, ts)
-    for _, width in MEAN_WINDOWS:
+    out: list[float] = []
+    counts: list[float] = []
+    for name, width in USER_WINDOWS:
         window = log_cents[bisect_right(log_ts, ts - width, 0, hi) : hi]
         n = len(window)
         if n:
-            mean = sum(window) / n
-            var = sum(map(mul, window, window)) / n - mean * mean
-            std = math.sqrt(var) if var > 0.0 else 0.0
-            out += [cents / max(mean, 1.0), (cents - mean) / max(std, _STD_FLOOR_CENTS)]
-        else:
-            out += [1.0, 0.0]
-    for _, width in USER_WINDOWS:
-        window = log_cents[bisect_right(log_ts, ts - width, 0, hi) : hi]
-        n = len(window) + 1
-        if n > 1:
-            out += [
-                float(n),
-                (sum(window) + cents) / n / 100.0,
+            total = sum(window)
+            counts += [
+                n + 1.0,
+                (total + cents) / (n + 1) / 100.0,
                 max(max(window), cents) / 100.0,
                 min(min(window), cents) / 100.0,
             ]
+            if name != "1h":  # the previous-window comparisons (MEAN_WINDOWS)
+                out += zscore_pair(cents, total, sum(map(mul, window, window)), n)
         else:
-            out += [1.0, cents / 100.0, cents / 100.0, cents / 100.0]
-    out += _location(user, f)
+            counts += [1.0, cents / 100.0, cents / 100.0, cents / 100.0]
+            if name != "1h":
+                out += [1.0, 0.0]
+    return out + counts
+
+
+def zscore_pair(cents: int, total: int, squares: int, n: int) -> list[float]:
+    """Ratio to the previous window's mean and z-score against it (all in cents)."""
+    mean = total / n
+    var = squares / n - mean * mean
+    std = math.sqrt(var) if var > 0.0 else 0.0
+    return [cents / max(mean, 1.0), (cents - mean) / max(std, STD_FLOOR_CENTS)]
+
+
+def sequence_kernel(user: UserState, f: TxnFields) -> list[float]:
+    """Location columns, then new_merchant/new_category/new_device/distinct_merchants_1d."""
+    out = _location(user, f)
     out.append(float(f.merchant_h not in user.merchants))
     out.append(float(f.category_h != MISSING and f.category_h not in user.categories))
     out.append(float(f.device_h != MISSING and f.device_h not in user.devices))
     recent_ts = user.recent_ts
-    rhi = bisect_right(recent_ts, ts)
-    recent = set(user.recent_merchants[bisect_right(recent_ts, ts - DAY_S, 0, rhi) : rhi])
+    rhi = bisect_right(recent_ts, f.ts)
+    recent = set(user.recent_merchants[bisect_right(recent_ts, f.ts - DAY_S, 0, rhi) : rhi])
     recent.add(f.merchant_h)
     out.append(float(len(recent)))
     return out
@@ -97,7 +114,10 @@ def _location(user: UserState, f: TxnFields) -> list[float]:
 def _mru(ids: tuple[int, ...], h: int, cap: int) -> tuple[int, ...]:
     if ids and ids[0] == h:
         return ids
-    return ((h, *tuple(x for x in ids if x != h)))[:cap]
+    if h in ids:
+        i = ids.index(h)
+        return (h, *ids[:i], *ids[i + 1 :])
+    return (h, *ids[: cap - 1])
 
 
 def _insert(
@@ -113,13 +133,18 @@ def _insert(
     return (ts_seq[lo:], val_seq[lo:]) if lo else (ts_seq, val_seq)
 
 
-def fold_kernel(user: UserState, f: TxnFields, cfg: FeatureConfig) -> UserState:
-    """The state after event `f` (the caller has already checked it is not late)."""
+def fold_kernel(user: UserState, f: TxnFields, cfg: FeatureConfig, *, with_log: bool = True) -> UserState:
+    """The state after event `f` (the caller has already checked it is not late).
+
+    with_log=False leaves the amount log empty: for the offline path, which computes windows vectorised.
+    """
     ts = f.ts
     newest = ts >= user.last_ts
     last_ts = ts if newest else user.last_ts
     grace = cfg.grace_s
-    log_ts, log_cents = _insert(user.log_ts, user.log_cents, ts, f.cents, last_ts - grace - WIDEST_WINDOW_S)
+    log_ts, log_cents = user.log_ts, user.log_cents
+    if with_log:
+        log_ts, log_cents = _insert(log_ts, log_cents, ts, f.cents, last_ts - grace - WIDEST_WINDOW_S)
     recent_ts, recent_m = _insert(user.recent_ts, user.recent_merchants, ts, f.merchant_h, last_ts - grace - DAY_S)
     prev_coord, home = user.prev_coord, user.home
     if f.lat_e6 is not None and f.lon_e6 is not None:
