@@ -3,6 +3,9 @@
 Exactly once for read_committed consumers: outputs and consumed offsets commit together; a crash anywhere replays
 the batch, and the idempotent Redis side returns the cached outputs, so the replay produces identical bytes.
 Redis down: the batch is held, partitions paused, retried with exponential backoff; nothing is committed meanwhile.
+Labels come through a second consumer (group `<group>.labels`): one group over both topics lets the sticky assignor
+give one worker every transactions partition and the other only labels. Labels are applied idempotently per offset
+in Redis, and their offsets are committed right after the batch's transaction (at least once, replays harmless).
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class KafkaEngine:
         self._assigned: set[tuple[str, int]] = set()
         self._last_lag = 0.0
         self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **{"client.id": self.client_id}))
+        self.label_consumer = Consumer(
+            consumer_config(settings, f"{self.cfg.consumer_group}.labels", **{"client.id": self.client_id})
+        )
         self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
 
     @property
@@ -120,7 +126,9 @@ class KafkaEngine:
     # ------------------------------------------------------------------ main loop
     def run(self, *, max_events: int | None = None, idle_exit_s: float | None = None) -> EngineStats:
         topics = [self.settings.topics.transactions, self.settings.topics.labels]
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        callbacks = {"on_assign": self._on_assign, "on_revoke": self._on_revoke, "on_lost": self._on_lost}
+        self.consumer.subscribe(topics[:1], **callbacks)
+        self.label_consumer.subscribe(topics[1:], **callbacks)
         log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
         wait_s = self.cfg.micro_batch_max_wait_ms / 1000.0
         last_data = time.monotonic()
@@ -128,8 +136,7 @@ class KafkaEngine:
             while not self.stop_event.is_set():
                 if max_events is not None and self.stats.records >= max_events:
                     break
-                messages = self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=wait_s)
-                records = self._records(messages)
+                records = self._poll(wait_s)
                 if not records:
                     if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:
                         log.info("idle for %.1f s, stopping", idle_exit_s)
@@ -144,6 +151,11 @@ class KafkaEngine:
         finally:
             self.close()
         return self.stats
+
+    def _poll(self, wait_s: float) -> list[RawRecord]:
+        records = self._records(self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=wait_s))
+        labels = self.label_consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=0 if records else 0.01)
+        return records + self._records(labels)
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
         records = []
@@ -186,13 +198,21 @@ class KafkaEngine:
     def _commit(self, records: list[RawRecord], result: BatchResult) -> bool:
         """One transaction: outputs + offsets. False if it was aborted (consumer rewound to the batch start)."""
         try:
-            self.output.commit(result, self.consumer)
-            return True
+            txn_topic = self.settings.topics.transactions
+            offsets = {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
+            self.output.commit(result.messages, offsets, self.consumer)
         except KafkaException as exc:
             self.stats.kafka_retries += 1
             log.warning("transaction aborted (%s); rewinding to the batch start", exc.args[0])
             self._rewind(records)
             return False
+        labels = [TopicPartition(t, p, off) for (t, p), off in result.next_offsets.items() if t != txn_topic]
+        if labels:
+            try:
+                self.label_consumer.commit(offsets=labels, asynchronous=False)
+            except KafkaException as exc:  # applied idempotently: a replay of these labels changes nothing
+                log.warning("label offsets not committed (%s); they will be re-read and ignored", exc.args[0])
+        return True
 
     def _rewind(self, records: list[RawRecord]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -200,7 +220,8 @@ class KafkaEngine:
             first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
         for (topic, partition), offset in first.items():
             if (topic, partition) in self._assigned:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
+                consumer = self.consumer if topic == self.settings.topics.transactions else self.label_consumer
+                consumer.seek(TopicPartition(topic, partition, offset))
 
     def _account(self, records: list[RawRecord], result: BatchResult) -> None:
         committed = time.time()
@@ -219,19 +240,21 @@ class KafkaEngine:
 
     def _pause(self) -> None:
         if not self._paused:
-            self.consumer.pause(self.consumer.assignment())
+            for consumer in (self.consumer, self.label_consumer):
+                consumer.pause(consumer.assignment())
             self._paused = True
 
     def _resume(self) -> None:
         if self._paused:
-            self.consumer.resume(self.consumer.assignment())
+            for consumer in (self.consumer, self.label_consumer):
+                consumer.resume(consumer.assignment())
             self._paused = False
 
     def _wait_serving_callbacks(self, seconds: float) -> None:
         """Sleep while still calling consume() (partitions paused) so the group keeps us and callbacks run."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not self.stop_event.is_set():
-            extra = self._records(self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=0.1))
+            extra = self._poll(0.1)
             if extra:  # only from partitions assigned after the pause began: keep their order, process together
                 self._held.extend(extra)
 
@@ -241,10 +264,11 @@ class KafkaEngine:
         self._last_lag = time.monotonic()
         lags = []
         try:
-            for tp in self.consumer.position(self.consumer.assignment()):
-                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                if tp.offset >= 0:
-                    lags.append((tp.topic, tp.partition, max(high - tp.offset, 0)))
+            for consumer in (self.consumer, self.label_consumer):
+                for tp in consumer.position(consumer.assignment()):
+                    _low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                    if tp.offset >= 0:
+                        lags.append((tp.topic, tp.partition, max(high - tp.offset, 0)))
         except KafkaException as exc:
             log.debug("lag not available: %s", exc)
             return
@@ -255,10 +279,11 @@ class KafkaEngine:
         self.stop_event.set()
 
     def close(self) -> None:
-        try:
-            self.consumer.close()
-        except (KafkaException, RuntimeError) as exc:
-            log.debug("consumer close: %s", exc)
+        for consumer in (self.consumer, self.label_consumer):
+            try:
+                consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.debug("consumer close: %s", exc)
         self.output.close()
         log.info("kafka engine %s stopped", self.instance_id, extra={"stats": _summary(self.stats)})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -10,7 +11,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from fraudstream.errors import InfraError
 from fraudstream.kafka_config import producer_config
 from fraudstream.settings import Settings
-from streamer.core import BatchResult
 from streamer.outputs import OutputMessage
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,19 @@ class TransactionalOutput:
             ) from None
         return producer
 
-    def commit(self, result: BatchResult, consumer: Consumer) -> None:
-        """Begin, produce every message, send the offsets, commit. KafkaException if aborted (caller rewinds)."""
+    def commit(
+        self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int], consumer: Consumer
+    ) -> None:
+        """Begin, produce every message, send the consumer's offsets, commit. KafkaException if aborted."""
         producer = self._producer
         try:
             producer.begin_transaction()
             self._open = True
-            for message in result.messages:
+            for message in messages:
                 self._produce(producer, message)
-            offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(result.next_offsets.items())]
-            producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), self.timeout_s)
+            offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(next_offsets.items())]
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), self.timeout_s)
             self._commit_transaction(producer)
             self._open = False
         except KafkaException as exc:
