@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fraudstream.errors import InputError
+
+if TYPE_CHECKING:
+    from bankbus.publisher import PublishReport
 
 
 def simulate(
@@ -81,6 +87,113 @@ def import_data(
     )
 
 
+RATE = typer.Option(None, "--rate", help="Messages per second.")
+SPEED = typer.Option(None, "--speed", help="Original pacing (event-time gaps) sped up X times.")
+FASTEST = typer.Option(False, "--max", help="As fast as possible (the default).")
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(set_total, advance) callbacks driving a rich progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield (lambda total: bar.update(task, total=total)), (lambda n: bar.advance(task, n))
+
+
+def parse_duration(text: str) -> timedelta:
+    """'3d', '12h', '30m', '45s' (or a plain number of seconds)."""
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    raw = text.strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise InputError(f"duration '{text}' is not like 3d, 12h, 30m or 45s") from None
+    if not seconds >= 0:
+        raise InputError(f"duration '{text}' must not be negative")
+    return timedelta(seconds=seconds)
+
+
+def _parse_time(name: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{name} '{text}' is not an ISO-8601 time like 2024-01-05T00:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _done(what: str, report: PublishReport) -> None:
+    typer.echo(f"{what}: {report.delivered:,} messages acknowledged in {report.elapsed_s:.2f} s "
+               f"({report.per_second:,.0f} msg/s)")
+
+
+def publish(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Canonical .parquet or .csv file."),
+    topic: str | None = typer.Option(None, help="Target topic (default: the transactions topic)."),
+    rate: float | None = RATE, speed: float | None = SPEED, fastest: bool = FASTEST,
+    labels_delay: str | None = typer.Option(
+        None, help="Also publish each row's Label to the labels topic this long after it (e.g. 3d)."),
+    labels_topic: str | None = typer.Option(None, help="Topic for labels (default: the labels topic)."),
+) -> None:
+    """Publish a file to Kafka: key user_id, Transaction JSON, idempotent producer, every delivery counted."""
+    from bankbus.frames import read_canonical
+    from bankbus.pacing import Pacing
+    from bankbus.publisher import outbox_for, send
+    from fraudstream.cli import settings_of
+    from fraudstream.infra.topics import ensure_topics
+
+    settings = settings_of(ctx)
+    pacing = Pacing.from_options(rate=rate, speed=speed, fastest=fastest)
+    target = topic or settings.topics.transactions
+    label_target = (labels_topic or settings.topics.labels) if labels_delay is not None else None
+    delay = parse_duration(labels_delay) if labels_delay is not None else None
+    frame = read_canonical(file)
+    outbox = outbox_for(frame, target, label_target, delay)
+    ensure_topics(settings, [target] + ([label_target] if label_target else []))
+    with _progress(f"publish {file.name}") as (set_total, advance):
+        set_total(len(outbox))
+        report = send(settings, outbox, pacing, on_progress=advance)
+    _done(f"published {len(frame):,} transactions to {target}"
+          + (f" and {len(frame):,} labels to {label_target}" if label_target else ""), report)
+
+
+def replay(
+    ctx: typer.Context,
+    file: Path | None = typer.Argument(None, help="A canonical file to replay (or use --from-topic)."),
+    from_topic: str | None = typer.Option(None, help="Replay a time range of this topic."),
+    start: str | None = typer.Option(None, help="Range start, ISO-8601 (inclusive)."),
+    end: str | None = typer.Option(None, help="Range end, ISO-8601 (exclusive)."),
+    to_topic: str = typer.Option(..., help="The separate replay topic (created if missing)."),
+    rate: float | None = RATE, speed: float | None = SPEED, fastest: bool = FASTEST,
+) -> None:
+    """Replay a file or a topic time range into a replay topic; no consumer group is joined or committed."""
+    from bankbus.pacing import Pacing
+    from bankbus.replay import replay_file, replay_topic
+    from fraudstream.cli import settings_of
+
+    settings = settings_of(ctx)
+    pacing = Pacing.from_options(rate=rate, speed=speed, fastest=fastest)
+    if (file is None) == (from_topic is None):
+        raise InputError("give either FILE or --from-topic (with --start and --end)")
+    with _progress(f"replay to {to_topic}") as (set_total, advance):
+        if file is not None:
+            report = replay_file(settings, file, to_topic, pacing, on_progress=advance, on_total=set_total)
+        else:
+            if start is None or end is None:
+                raise InputError("--from-topic needs --start and --end")
+            assert from_topic is not None
+            report = replay_topic(settings, from_topic, _parse_time("--start", start), _parse_time("--end", end),
+                                  to_topic, pacing, on_progress=advance, on_total=set_total)
+    _done(f"replayed into {to_topic}", report)
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
     app.command("import")(import_data)
+    app.command("publish")(publish)
+    app.command("replay")(replay)
