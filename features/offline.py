@@ -272,7 +272,8 @@ def transactions_from_frame(df: pd.DataFrame) -> Iterator[Transaction]:
     """Validated Transactions from a frame with the Transaction field names (NaN optional fields: absent)."""
     fields = [c for c in (*REQUIRED, *OPTIONAL) if c in df.columns]
     for record in df[fields].to_dict("records"):
-        clean = {k: v for k, v in record.items() if not _is_missing(v)}
+        clean = {k: v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for k, v in record.items()}
+        clean = {k: v for k, v in clean.items() if not _is_missing(v)}
         for k in ID_COLUMNS:
             clean[k] = str(clean[k])
         yield Transaction.model_validate(clean)
