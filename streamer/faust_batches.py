@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,13 +32,20 @@ PRODUCER = "Kafka producer"
 
 
 class MessageLike(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float | None
-    headers: Any
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> float | None: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
     def incref(self, n: int = 1) -> None: ...
 
@@ -100,7 +107,7 @@ def records_from_events(events: Sequence[EventLike]) -> list[RawRecord]:
     return records
 
 
-def backoff_delays(max_s: float, first_s: float = 0.1) -> Iterable[float]:
+def backoff_delays(max_s: float, first_s: float = 0.1) -> Iterator[float]:
     """0.1, 0.2, 0.4, ... seconds, capped at max_s, forever."""
     delay = first_s
     while True:
@@ -177,7 +184,7 @@ class BatchHandler:
     async def _retrying(
         self, what: str, attempt: Callable[[], Awaitable[Any]], retry_on: tuple[type[BaseException], ...]
     ) -> Any:
-        delays = iter(backoff_delays(self.retry_max_s))
+        delays = backoff_delays(self.retry_max_s)
         failures = 0
         while True:
             try:

@@ -228,6 +228,7 @@ class FaustEngine:
             redirect_stdouts=False,
             quiet=True,
         )
+        self.worker.spinner = None  # no terminal spinner escapes in logs
         log.info(
             "faust engine: group %s, %s + %s, web http://%s:%d",
             faust_app_id(self.settings),

@@ -20,7 +20,7 @@ from streamer.scoring import ModelHolder
 
 log = logging.getLogger(__name__)
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp refuses a charset here; the text is ASCII
 #: /health and /users/... never wait longer than this for Redis.
 REDIS_CHECK_TIMEOUT_S = 2.0
 

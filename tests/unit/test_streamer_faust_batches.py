@@ -120,8 +120,9 @@ def test_records_keep_key_value_headers_partition_offset_and_timestamp() -> None
     batch = [FakeEvent(FakeMessage(4, b"\xff\x00", {"a": b"x", "b": None})), FakeEvent(FakeMessage(5, None))]
     batch[1].message.timestamp = None
     records = records_from_events(batch)
-    assert records[0] == RawRecord("transactions", 1, 4, b"user-4", b"\xff\x00", [("a", b"x"), ("b", None)],
-                                   1_700_000_004_500)
+    assert records[0] == RawRecord(
+        "transactions", 1, 4, b"user-4", b"\xff\x00", [("a", b"x"), ("b", None)], 1_700_000_004_500
+    )
     assert records[1].value is None and records[1].headers == [] and records[1].timestamp_ms is None
 
 
