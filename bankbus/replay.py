@@ -6,6 +6,7 @@ throwaway group id and never commits. Records keep their key, value, headers, ti
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,12 +95,13 @@ def read_range(
         open_ends = {r.partition: r.end for r in ranges}
         consumer.assign([TopicPartition(topic, r.partition, r.start) for r in ranges])
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        idle = 0
+        last_record = time.monotonic()
         while open_ends:
-            messages = consumer.consume(batch, timeout=1.0)
-            idle = 0 if messages else idle + 1
-            if idle > max(3, int(timeout)):
-                raise InfraError(f"replay of {topic} stalled: no records for {idle} s with partitions "
+            messages = consumer.consume(batch, timeout=0.5)
+            if messages:
+                last_record = time.monotonic()
+            elif time.monotonic() - last_record > timeout:
+                raise InfraError(f"replay of {topic} stalled: no records for {timeout:.0f} s with partitions "
                                  f"{sorted(open_ends)} not finished")
             for msg in messages:
                 error = msg.error()

@@ -17,6 +17,7 @@ from bankbus.publisher import outbox_for, send
 from bankbus.replay import REPLAY_GROUP_PREFIX, replay_topic
 from bankbus.simulator import SimulationConfig, simulate_frame
 from fraudstream.contracts import RECORD_TYPE_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER, Label, Transaction
+from fraudstream.errors import InfraError
 from fraudstream.infra.topics import ensure_topics
 from fraudstream.kafka_config import client_config, consumer_config
 from fraudstream.settings import Settings
@@ -41,7 +42,7 @@ def read_all(settings: Settings, topic: str) -> list[Message]:
         consumer.assign([TopicPartition(topic, p, 0) for p in open_parts])
         records: list[Message] = []
         while open_parts:
-            for msg in consumer.consume(1000, timeout=5.0):
+            for msg in consumer.consume(1000, timeout=0.5):
                 assert msg.error() is None, msg.error()
                 records.append(msg)
                 if msg.offset() + 1 >= ends[msg.partition()]:
@@ -148,3 +149,9 @@ def test_cli_publish_then_replay_file(stack_settings: Settings, unique_name: str
     assert len(read_all(stack_settings, f"{unique_name}-r")) == 500
     refused = run_cli("replay", str(path), "--to-topic", stack_settings.topics.transactions, env=env)
     assert refused.code == 2 and "separate topic" in refused.err and len(refused.err.strip().splitlines()) == 1
+
+
+def test_unacknowledged_publish_fails_loudly(stack_settings: Settings, unique_name: str, frame: pd.DataFrame) -> None:
+    outbox = outbox_for(frame.iloc[:50], f"{unique_name}-never-created")  # the broker does not auto-create
+    with pytest.raises(InfraError, match="only 0 of 50 messages were acknowledged"):
+        send(stack_settings, outbox, Pacing(), flush_timeout_s=20, **{"message.timeout.ms": 2000})
