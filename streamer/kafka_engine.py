@@ -266,8 +266,11 @@ class KafkaEngine:
         try:
             for consumer in (self.consumer, self.label_consumer):
                 for tp in consumer.position(consumer.assignment()):
-                    _low, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                    if tp.offset >= 0:
+                    if tp.offset < 0:
+                        continue
+                    # cached: the high watermark of the last fetch response, no broker round trip on the hot path
+                    _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                    if high >= 0:
                         lags.append((tp.topic, tp.partition, max(high - tp.offset, 0)))
         except KafkaException as exc:
             log.debug("lag not available: %s", exc)
