@@ -33,9 +33,9 @@ def train(
     cfg = load_training_config(config)
     console = Console(stderr=True)
     target = None if no_publish else ModelRegistry(registry or settings.registry.path)
+    frame = read_history(history)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("reading history", total=None)
-        frame = read_history(history)
+        task = bar.add_task("building features", total=None)
         report = run_training(
             frame,
             cfg,

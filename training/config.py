@@ -26,6 +26,7 @@ class PrequentialConfig(_Frozen):
     test_days: int = Field(default=7, ge=1)
     n_folds: int = Field(default=4, ge=1)
     anchor: str | None = None  # start of the latest test window (ISO date); default: last full window in the data
+    drop_known_compromised: bool = True  # the handbook's rule: cards with a fraud known by the test day are removed
 
 
 class TrainingConfig(_Frozen):

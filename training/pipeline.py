@@ -18,7 +18,13 @@ from models.registry import ModelRegistry
 from training.config import TrainingConfig
 from training.evaluation import choose_threshold, metrics
 from training.prepare import check_trainable, encode_categoricals, fit_preprocessor, resample, rfe_select, tuned
-from training.splits import prequential_folds, split_70_15_15, stratified_80_20, utc_range_index
+from training.splits import (
+    drop_known_compromised,
+    prequential_folds,
+    split_70_15_15,
+    stratified_80_20,
+    utc_range_index,
+)
 
 Progress = Callable[[str], None]
 
@@ -98,7 +104,12 @@ def make_splits(data: Dataset, cfg: TrainingConfig) -> list[Split]:
     if cfg.protocol == "prequential":
         p = cfg.prequential
         folds = prequential_folds(data.timestamps, p.train_days, p.delay_days, p.test_days, p.n_folds, p.anchor)
-        return [Split(f.name, f.train_index, f.test_index) for f in folds]
+        if not p.drop_known_compromised:
+            return [Split(f.name, f.train_index, f.test_index) for f in folds]
+        return [
+            Split(f.name, f.train_index, drop_known_compromised(data.timestamps, data.y, data.cards, f, p.delay_days))
+            for f in folds
+        ]
     if cfg.protocol == "stratified_80_20":
         train, test = stratified_80_20(data.y, cfg.seed)
         return [Split("stratified 80/20", train, test, validation=train)]

@@ -106,3 +106,24 @@ def split_70_15_15(y: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
     train, rest = train_test_split(idx, test_size=0.3, stratify=y, random_state=seed)
     val, test = train_test_split(rest, test_size=0.5, stratify=y[rest], random_state=seed)
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def drop_known_compromised(
+    timestamps: Any, y: Any, cards: Any, fold: Fold, delay_days: int
+) -> np.ndarray:
+    """The fold's test rows minus cards already known compromised (the handbook's assessment rule).
+
+    A card is known compromised on test day t when it had a fraud on a day in [train_start, t - delay - 1 day]:
+    frauds of the training week and of the delay period whose labels have arrived by day t.
+    """
+    ts = _utc(timestamps).dt.tz_localize(None).to_numpy()
+    y = np.asarray(y).astype(bool)
+    cards = np.asarray(cards)
+    start = _naive(pd.Timestamp(fold.train_start))
+    window = np.flatnonzero((ts >= start) & (ts < _naive(pd.Timestamp(fold.test_end))) & y)
+    day_number = ts.astype("datetime64[D]").astype(np.int64)
+    first_fraud_day = pd.Series(day_number[window], index=cards[window]).groupby(level=0).min()
+    test = fold.test_index
+    known_since = pd.Series(cards[test]).map(first_fraud_day).to_numpy(dtype=np.float64, na_value=np.inf)
+    known = known_since <= day_number[test] - (delay_days + 1)
+    return np.asarray(test[~known])
