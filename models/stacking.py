@@ -96,6 +96,9 @@ class StackingEnsemble(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             from sklearn.dummy import DummyClassifier
 
             return DummyClassifier(strategy="prior").fit(X, y)
+        if isinstance(estimator, MLPClassifier) and estimator.early_stopping:
+            if len(y) * estimator.validation_fraction < 2 or np.bincount(y).min() < 2:
+                estimator.set_params(early_stopping=False)  # too few rows for its validation slice
         return estimator.fit(X, y)
 
     def _oof(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
