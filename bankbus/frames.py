@@ -57,21 +57,22 @@ def normalise_canonical(df: pd.DataFrame, *, where: str = "frame") -> pd.DataFra
     has_labels = [c in df.columns for c in LABEL_COLUMNS]
     if any(has_labels) and not all(has_labels):
         raise InputError(f"{where}: has only one of the label columns {', '.join(LABEL_COLUMNS)}; give both or neither")
-    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    df = df.reset_index(drop=True)
+    out = pd.DataFrame(index=df.index)
     for column in (*ID_COLUMNS, "currency", *OPTIONAL_STRING_COLUMNS):
-        out[column] = df[column].astype("str").to_numpy()
+        out[column] = df[column].astype("str")  # stays Arrow-backed: no Python object per value
     blank = [c for c in (*ID_COLUMNS, "currency") if out[c].isna().any()]
     if blank:
         raise InputError(f"{where}: column(s) {', '.join(blank)} have missing values; use `fraudstream import`")
     out["timestamp"] = _utc_timestamps(df["timestamp"], where).array
     for column in FLOAT_COLUMNS:
         try:
-            out[column] = pd.to_numeric(df[column]).astype("float64").to_numpy()
+            out[column] = pd.to_numeric(df[column]).astype("float64")
         except (ValueError, TypeError):
             raise InputError(f"{where}: column {column} is not numeric; use `fraudstream import`") from None
     if all(has_labels):
         for column in LABEL_COLUMNS:
-            out[column] = pd.to_numeric(df[column]).astype("int8").to_numpy()
+            out[column] = pd.to_numeric(df[column]).astype("int8")
     return out[[*CANONICAL_COLUMNS, *(LABEL_COLUMNS if all(has_labels) else ())]]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bankbus.encode import keys_of, label_values, transaction_values
+from bankbus.encode import keys_of, label_values, paused_gc, transaction_values
 from bankbus.pacing import Pacer, Pacing
 from fraudstream.clock import Clock
 from fraudstream.contracts import RECORD_TYPE_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
@@ -48,6 +48,11 @@ def outbox_for(
     frame: pd.DataFrame, topic: str, labels_topic: str | None = None, labels_delay: timedelta | None = None
 ) -> Outbox:
     """Transactions (and, with labels_topic, their labels after labels_delay) in event-time order."""
+    with paused_gc():
+        return _outbox_for(frame, topic, labels_topic, labels_delay)
+
+
+def _outbox_for(frame: pd.DataFrame, topic: str, labels_topic: str | None, labels_delay: timedelta | None) -> Outbox:
     event_ns = frame["timestamp"].dt.as_unit("ns").array.asi8
     keys = keys_of(frame["user_id"])
     if labels_topic is None:

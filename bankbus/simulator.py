@@ -6,11 +6,14 @@ profiles and the list of fraud events (the answer key behind fraud_scenario).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bankbus import world as w
 from bankbus.frames import CANONICAL_COLUMNS, LABEL_COLUMNS
@@ -47,32 +50,44 @@ class Simulation:
     events: pd.DataFrame  # scenario, user_id, merchant_id, start, end (fraud events of scenarios 2..5)
 
 
-def user_ids(count: int) -> np.ndarray:
-    return np.array([f"C{i:07d}" for i in range(count)], dtype=object)
+def user_ids(count: int) -> list[str]:
+    return [f"C{i:07d}" for i in range(count)]
 
 
-def merchant_ids(count: int) -> np.ndarray:
-    return np.array([f"M{i:07d}" for i in range(count)], dtype=object)
+def merchant_ids(count: int) -> list[str]:
+    return [f"M{i:07d}" for i in range(count)]
+
+
+def _strings(table: Sequence[str], codes: np.ndarray) -> pd.Series:
+    """table[code] for every code (missing where code < 0), built by Arrow without Python per row."""
+    missing = codes < 0
+    picked = pa.array(list(table) or [""]).take(pa.array(np.where(missing, 0, codes), mask=missing))
+    return pd.Series(picked, dtype="str")
+
+
+def _serials(prefix: str, count: int, width: int) -> pd.Series:
+    digits = pc.utf8_lpad(pa.array(np.arange(count)).cast(pa.string()), width, "0")
+    return pd.Series(pc.binary_join_element_wise(prefix, digits, ""), dtype="str")
 
 
 def _frame(rows: Rows, world: World) -> pd.DataFrame:
     order = np.lexsort((rows.user, rows.t))
     rows = rows.take(order)
     n = len(rows)
-    devices = np.array([f"D{i:08d}" for i in range(int(rows.device.max(initial=-1)) + 1)] + [None], dtype=object)
+    devices = [f"D{i:08d}" for i in range(int(rows.device.max(initial=-1)) + 1)]
     data = {
-        "transaction_id": np.array([f"T{i:010d}" for i in range(n)], dtype=object),
-        "user_id": user_ids(world.customers)[rows.user],
+        "transaction_id": _serials("T", n, 10),
+        "user_id": _strings(user_ids(world.customers), rows.user),
         "timestamp": pd.to_datetime(rows.t, unit="s", utc=True).as_unit("ns"),
         "amount": rows.amount.astype(np.float64),
-        "currency": np.full(n, CURRENCY, dtype=object),
-        "merchant_id": merchant_ids(world.merchants)[rows.merchant],
-        "merchant_category": np.array(w.CATEGORIES, dtype=object)[rows.category],
-        "channel": np.array(w.CHANNELS, dtype=object)[rows.channel],
+        "currency": _strings([CURRENCY], np.zeros(n, dtype=np.int64)),
+        "merchant_id": _strings(merchant_ids(world.merchants), rows.merchant),
+        "merchant_category": _strings(w.CATEGORIES, rows.category),
+        "channel": _strings(w.CHANNELS, rows.channel),
         "latitude": rows.lat.astype(np.float64),
         "longitude": rows.lon.astype(np.float64),
-        "country": np.array(w.COUNTRIES, dtype=object)[rows.country],
-        "device_id": devices[rows.device],  # -1 picks the trailing None
+        "country": _strings(w.COUNTRIES, rows.country),
+        "device_id": _strings(devices, rows.device),  # -1: no device
         "is_fraud": (rows.scenario > 0).astype(np.int8),
         "fraud_scenario": rows.scenario.astype(np.int8),
     }
