@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from fraudstream.errors import StateStoreError
 
@@ -74,3 +75,17 @@ class Reader:
     def done(self) -> None:
         if self.pos != len(self.data):
             raise StateStoreError("state record has trailing bytes; delete the key or restore a backup")
+
+
+def put_packed(out: bytearray, code: str, values: Sequence[int]) -> None:
+    """Fixed-width little-endian array (struct code B, H or I) in one C call."""
+    out += struct.pack(f"<{len(values)}{code}", *values)
+
+
+def read_packed(reader: Reader, code: str, count: int) -> tuple[int, ...]:
+    size = struct.calcsize(code) * count
+    if reader.pos + size > len(reader.data):
+        raise StateStoreError("state record is truncated; delete the key or restore a backup")
+    values = struct.unpack_from(f"<{count}{code}", reader.data, reader.pos)
+    reader.pos += size
+    return values

@@ -7,8 +7,10 @@ the in-memory record is exactly what the bytes hold, so online (decoded) and off
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate, chain
+from operator import sub
 
-from features.codec import Reader, put_i32, put_u32, put_uvarint
+from features.codec import Reader, put_i32, put_packed, put_u32, put_uvarint, read_packed
 from fraudstream.errors import StateStoreError
 
 USER_FORMAT = 1
@@ -33,12 +35,11 @@ def _check_format(reader: Reader, expected: int, what: str) -> None:
 
 def _put_ids(out: bytearray, ids: tuple[int, ...]) -> None:
     out.append(len(ids))
-    for h in ids:
-        put_u32(out, h)
+    put_packed(out, "I", ids)
 
 
 def _get_ids(reader: Reader) -> tuple[int, ...]:
-    return tuple(reader.u32() for _ in range(reader.u8()))
+    return read_packed(reader, "I", reader.u8())
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +77,8 @@ class UserState:
             put_i32(out, lon)
             out.append(n)
         put_uvarint(out, len(self.log_ts))
-        previous = self.log_ts[0] if self.log_ts else 0
         if self.log_ts:
-            put_uvarint(out, last - previous)
-        for ts, cents in zip(self.log_ts, self.log_cents, strict=True):
-            put_uvarint(out, ts - previous)
-            put_uvarint(out, cents)
-            previous = ts
+            _put_log(out, last, self.log_ts, self.log_cents)
         put_uvarint(out, len(self.recent_ts))
         for ts, h in zip(self.recent_ts, self.recent_merchants, strict=True):
             put_uvarint(out, last - ts)
@@ -106,14 +102,10 @@ class UserState:
         if flags & 2:
             home = (r.i32(), r.i32(), r.u8())
         n_log = r.uvarint()
-        log_ts: list[int] = []
-        log_cents: list[int] = []
+        log_ts: tuple[int, ...] = ()
+        log_cents: tuple[int, ...] = ()
         if n_log:
-            previous = last - r.uvarint()
-            for _ in range(n_log):
-                previous += r.uvarint()
-                log_ts.append(previous)
-                log_cents.append(r.uvarint())
+            log_ts, log_cents = _get_log(r, last, n_log)
         recent_ts: list[int] = []
         recent_m: list[int] = []
         for _ in range(r.uvarint()):
@@ -137,27 +129,45 @@ class UserState:
         )
 
 
+def _put_log(out: bytearray, last: int, log_ts: tuple[int, ...], log_cents: tuple[int, ...]) -> None:
+    """Seconds as 24-bit gaps (newest-to-oldest span first), cents as 16, 24 or 32 bits, packed by struct."""
+    gaps = [last - log_ts[0], *map(sub, log_ts[1:], log_ts[:-1])]
+    if max(gaps) >= 1 << 24:
+        raise ValueError("user log spans more than 194 days; it is pruned to the widest window")
+    top = max(log_cents)
+    width = 0 if top < 1 << 16 else 1 if top < 1 << 24 else 2
+    out.append(width)
+    put_packed(out, "H", [g & 0xFFFF for g in gaps])
+    put_packed(out, "B", [g >> 16 for g in gaps])
+    if width == 2:
+        put_packed(out, "I", log_cents)
+        return
+    put_packed(out, "H", [c & 0xFFFF for c in log_cents])
+    if width == 1:
+        put_packed(out, "B", [c >> 16 for c in log_cents])
+
+
+def _get_log(r: Reader, last: int, n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    width = r.u8()
+    low, high = read_packed(r, "H", n), read_packed(r, "B", n)
+    gaps = [lo | hi << 16 for lo, hi in zip(low, high, strict=True)]
+    gaps[0] = last - gaps[0]
+    log_ts = tuple(accumulate(gaps))
+    if width == 2:
+        return log_ts, read_packed(r, "I", n)
+    cents = read_packed(r, "H", n)
+    if width == 1:
+        cents = tuple(lo | hi << 16 for lo, hi in zip(cents, read_packed(r, "B", n), strict=True))
+    return log_ts, cents
+
+
 def _put_sorted_seconds(out: bytearray, values: tuple[int, ...]) -> None:
     put_uvarint(out, len(values))
-    previous = 0
-    for i, ts in enumerate(values):
-        if i == 0:
-            put_u32(out, ts)
-        else:
-            put_uvarint(out, ts - previous)
-        previous = ts
+    put_packed(out, "I", values)
 
 
 def _get_sorted_seconds(r: Reader) -> tuple[int, ...]:
-    values: list[int] = []
-    n = r.uvarint()
-    if n:
-        previous = r.u32()
-        values.append(previous)
-        for _ in range(n - 1):
-            previous += r.uvarint()
-            values.append(previous)
-    return tuple(values)
+    return read_packed(r, "I", r.uvarint())
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +234,8 @@ class MerchantView:
 
     @classmethod
     def merge(cls, txs: list[MerchantTxRecord], frauds: list[MerchantFraudRecord]) -> MerchantView:
-        tx_ts = tuple(sorted(ts for rec in txs for ts in rec.tx_ts))
+        parts = [rec.tx_ts for rec in txs if rec.tx_ts]
+        tx_ts = parts[0] if len(parts) == 1 else tuple(sorted(chain.from_iterable(parts)))
         entries = sorted((e.txn_ts, e.labelled_at) for rec in frauds for e in rec.entries)
         return cls(tx_ts, tuple(e[0] for e in entries), tuple(e[1] for e in entries))
 

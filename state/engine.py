@@ -115,6 +115,8 @@ class KeyValueFeatureStore(ABC):
         writes: dict[int, PartitionWrite] = {}
         changed: dict[str, int] = {}
         cfg = self.cfg
+        # a transaction at or after this second is never inside any later event's delayed window in this batch
+        view_horizon = max((f.ts for f in fields), default=0) - cfg.delay_s
         for i, (rec, f, ukey) in enumerate(zip(records, fields, user_keys, strict=True)):
             p = rec.partition
             cache = cached[keys.outputs(p)][cache_pos[p]]
@@ -140,7 +142,8 @@ class KeyValueFeatureStore(ABC):
             users[ukey] = fold_kernel(user, f, cfg)
             tkey = tx_keys[(p, merchant)]
             tx_records[tkey] = update_merchant_tx(tx_records[tkey], f.ts, cfg)
-            views[merchant] = view_with_tx(views[merchant], f.ts)
+            if f.ts <= view_horizon:
+                views[merchant] = view_with_tx(views[merchant], f.ts)
             changed[ukey] = p
             changed[tkey] = p
         for key, p in sorted(changed.items()):

@@ -79,4 +79,6 @@ def test_parity_100k_events_through_redis(store_factory: Callable[..., RedisFeat
     record_property("bytes_per_user_mean", report.get("bytes_per_user_mean"))
     print(f"parity: max relative gap {gap:.3g}; online {events_per_s:.0f} events/s; memory {report}")
     assert gap <= 1e-9
-    assert store.counters["labels_applied"] == int(frame["is_fraud"].sum())
+    delivered = int((labels["labelled_at"] <= frame["timestamp"].max()).sum())
+    assert store.counters["labels_applied"] >= delivered > 0
+    assert (offline["merchant_risk_7d"] > 0).sum() > 1000
