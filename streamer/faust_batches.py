@@ -152,9 +152,20 @@ class BatchHandler:
         self.status.in_flight = True
         try:
             records = records_from_events(events)
+            t0 = self.clock.monotonic()
             result: BatchResult = await self._retrying(REDIS, lambda: self._process(records), (StateStoreError,))
+            t1 = self.clock.monotonic()
             pending = list(result.messages)
             await self._retrying(PRODUCER, lambda: self._deliver(pending), self.send_errors)
+            log.debug(
+                "batch of %d: core %.3f s (redis %.3f, score %.3f), delivery of %d messages %.3f s",
+                len(records),
+                t1 - t0,
+                result.timings.redis_s,
+                result.timings.score_s,
+                len(result.messages),
+                self.clock.monotonic() - t1,
+            )
         finally:
             self.status.in_flight = False
             self.status.retrying_since_mono = None

@@ -5,6 +5,7 @@ Pure translation (no broker contact), so every option the faust engine runs with
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from fraudstream.settings import KafkaSettings, Settings
 
 #: Suffix of the faust consumer group: it must never share offsets with the confluent-kafka engine's group.
 FAUST_GROUP_SUFFIX = ".faust"
+#: A crashed worker's partitions move to the others after this long (a stopped one leaves the group at once).
+SESSION_TIMEOUT_S = 30.0
 
 
 def faust_app_id(settings: Settings) -> str:
@@ -28,6 +31,16 @@ def faust_broker_urls(settings: Settings) -> list[str]:
 
 def faust_data_dir(settings: Settings) -> Path:
     return Path(settings.embedded.state_dir) / "faust"
+
+
+def faust_web_port(settings: Settings) -> int:
+    """The web server port; 0 (any free port, which faust cannot take) is resolved to a free port here."""
+    port = settings.streamer.web_port
+    if port:
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((settings.streamer.web_host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
@@ -86,7 +99,9 @@ def faust_app_options(settings: Settings) -> dict[str, Any]:
         "broker": faust_broker_urls(settings),
         "broker_credentials": faust_broker_credentials(settings),
         "broker_client_id": settings.kafka.client_id,
-        "broker_request_timeout": max(settings.kafka.request_timeout_s, 30.0),
+        # faust refuses a session timeout above the request timeout.
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_request_timeout": max(settings.kafka.request_timeout_s, SESSION_TIMEOUT_S + 10.0),
         # faust-streaming's exactly_once mode has open duplicate reports: at-least-once on an idempotent core.
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
@@ -103,7 +118,7 @@ def faust_app_options(settings: Settings) -> dict[str, Any]:
         "web_enabled": True,
         "web_bind": streamer.web_host,
         "web_host": streamer.web_host,
-        "web_port": streamer.web_port,
+        "web_port": faust_web_port(settings),
         "web_router_enabled": False,
         "web_tables_enabled": False,
         "web_graph_enabled": False,

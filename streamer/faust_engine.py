@@ -215,7 +215,8 @@ class FaustEngine:
             self.worker.shutdown_now()
 
     def run(self) -> EngineStats:
-        _check_port_free(self.settings.streamer.web_host, self.settings.streamer.web_port)
+        web_port = int(self.app.conf.web_port)
+        _check_port_free(self.settings.streamer.web_host, web_port)
         faust_data_dir(self.settings).mkdir(parents=True, exist_ok=True)
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -235,7 +236,7 @@ class FaustEngine:
             self.settings.topics.transactions,
             self.settings.topics.labels,
             self.settings.streamer.web_host,
-            self.settings.streamer.web_port,
+            web_port,
         )
         code: Any = 0
         try:
@@ -253,8 +254,6 @@ class FaustEngine:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    if port == 0:
-        return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -202,3 +202,40 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _partitions(settings: Settings) -> list[Any]:
+    from confluent_kafka import TopicPartition
+
+    topics = (settings.topics.transactions, settings.topics.labels)
+    return [TopicPartition(t, p) for t in topics for p in range(settings.topics.partitions)]
+
+
+def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offsets on transactions + labels (-1001 where none)."""
+    from confluent_kafka import Consumer
+
+    from fraudstream.kafka_config import client_config
+
+    consumer = Consumer(client_config(settings, **{"group.id": group, "enable.auto.commit": False}))
+    try:
+        return {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(_partitions(settings), timeout=20)}
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings) -> dict[tuple[str, int], int]:
+    """High watermarks of transactions + labels, with -1001 (no commit) where a partition is empty."""
+    from confluent_kafka import Consumer
+
+    from fraudstream.kafka_config import client_config
+
+    consumer = Consumer(client_config(settings, **{"group.id": f"probe-{uuid.uuid4().hex[:8]}"}))
+    try:
+        ends = {}
+        for tp in _partitions(settings):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=20)
+            ends[(tp.topic, tp.partition)] = high if high > 0 else -1001
+        return ends
+    finally:
+        consumer.close()

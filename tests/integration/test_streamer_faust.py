@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from fraudstream.contracts import Label, LabelSource
 from fraudstream.infra.topics import ensure_topics
 from fraudstream.settings import Settings
 from tests.faust_support import (
     TopicReader,
+    committed_offsets,
+    end_offsets,
     health,
     http_get,
     isolated_settings,
@@ -67,6 +70,16 @@ def test_traffic_in_alerts_out_bad_input_to_dlq_and_web_views(
     produce_transactions(settings, first)
     produce(settings, settings.topics.transactions, [(b"bad-user", value, txn_headers()) for value in bad.values()])
     produce_transactions(settings, second)
+    verdict = Label(
+        transaction_id=first[0].transaction_id,
+        user_id=first[0].user_id,
+        is_fraud=True,
+        source=LabelSource.analyst,
+        labelled_at=first[0].timestamp,
+        merchant_id=first[0].merchant_id,
+        transaction_timestamp=first[0].timestamp,
+    )
+    produce(settings, settings.topics.labels, [(verdict.user_id.encode(), verdict.model_dump_json().encode(), [])])
 
     worker = start_worker(settings, tmp_path / "worker.log")
     scores = TopicReader(settings, settings.topics.scores)
@@ -107,6 +120,7 @@ def test_traffic_in_alerts_out_bad_input_to_dlq_and_web_views(
         assert status["assigned_partitions"] and status["last_batch_at"]
         code, body = http_get(worker.url("/metrics"))
         assert code == 200 and b"fraudstream_alerts_total" in body and b"fraudstream_events_total" in body
+        assert b"fraudstream_labels_total 1.0" in body  # the labels topic is consumed by the same agent
         user = txns[0].user_id
         code, body = http_get(worker.url(f"/users/{user}/state"))
         state = json.loads(body)
@@ -116,6 +130,9 @@ def test_traffic_in_alerts_out_bad_input_to_dlq_and_web_views(
 
         assert worker.stop() == 0
         assert "Traceback" not in worker.log()
+        # the graceful stop committed everything it processed: a restart would replay nothing
+        committed = committed_offsets(settings, f"{settings.streamer.consumer_group}.faust")
+        assert committed == end_offsets(settings), "offsets not committed at stop"
     finally:
         if worker.process.poll() is None:
             worker.process.kill()
