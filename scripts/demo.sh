@@ -7,9 +7,10 @@ FS=.venv/bin/fraudstream
 DEMO=.fraudstream/demo
 SECONDS_LIVE=${DEMO_SECONDS:-90}
 mkdir -p "$DEMO"
-# A Redis namespace and consumer group of this run's own, so a second demo run starts from fresh state.
+# A Redis namespace of this run's own, so a second run (which re-simulates the same days) starts from fresh
+# state; one consumer group for every demo run, so a run reads only what is published after the last one.
 RUN=$(date +%Y%m%d%H%M%S)
-export FRAUD_REDIS__NAMESPACE="demo$RUN" FRAUD_STREAMER__CONSUMER_GROUP="demo-$RUN" FRAUD_STREAMER__TRANSACTIONAL_ID="demo-$RUN"
+export FRAUD_REDIS__NAMESPACE="demo$RUN" FRAUD_STREAMER__CONSUMER_GROUP="fraudstream-demo"
 export FRAUD_REGISTRY__PATH="$DEMO/registry"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -36,12 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "4/5 publish simulated bank traffic at 400 transactions/s (verdicts follow on the labels topic)"
-$FS publish "$DEMO/live.parquet" --rate 400 --labels-delay 1d > "$DEMO/publisher.log" 2>&1 &
+step "4/5 publish simulated bank traffic at 200 messages/s (verdicts follow on the labels topic)"
+$FS publish "$DEMO/live.parquet" --rate 200 --labels-delay 1d > "$DEMO/publisher.log" 2>&1 &
 PUBLISHER=$!
 
 step "5/5 alerts arriving live for ${SECONDS_LIVE}s (the security team's view: fraudstream alerts tail)"
-timeout "$SECONDS_LIVE" $FS alerts tail --follow --limit 40 || true
+timeout "$SECONDS_LIVE" $FS alerts tail --follow || true
 
 step "done"
 echo "streamer log: $DEMO/streamer.log; training report: $DEMO/train-report/report.md"
