@@ -74,7 +74,9 @@ def labels_from_frame(labels: pd.DataFrame) -> list[Label]:
     ]
 
 
-def txn(user: str = "u1", when: datetime = START, amount: float = 10.0, merchant: str = "m1", **extra: object) -> Transaction:
+def txn(
+    user: str = "u1", when: datetime = START, amount: float = 10.0, merchant: str = "m1", **extra: object
+) -> Transaction:
     tid = extra.pop("transaction_id", f"{user}-{when.isoformat()}-{merchant}-{amount}")
     return Transaction.model_validate(
         {"transaction_id": tid, "user_id": user, "timestamp": when, "amount": amount, "merchant_id": merchant, **extra}

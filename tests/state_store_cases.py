@@ -24,8 +24,11 @@ CFG = FeatureConfig()
 
 def records(partition: int, first_offset: int, count: int, user: str = "u1") -> list[SourceRecord]:
     return [
-        SourceRecord(partition, first_offset + i,
-                     txn(user=user, when=START + timedelta(hours=first_offset + i), amount=10.0 + i, merchant=f"m{i % 3}"))
+        SourceRecord(
+            partition,
+            first_offset + i,
+            txn(user=user, when=START + timedelta(hours=first_offset + i), amount=10.0 + i, merchant=f"m{i % 3}"),
+        )
         for i in range(count)
     ]
 
@@ -63,7 +66,9 @@ def test_replaying_a_batch_leaves_state_as_once(store_factory: StoreFactory, sna
     assert snapshot(twice) == snapshot(once)
 
 
-def test_fenced_writer_is_refused_and_writes_nothing(store_factory: StoreFactory, snapshot: Callable[..., dict]) -> None:
+def test_fenced_writer_is_refused_and_writes_nothing(
+    store_factory: StoreFactory, snapshot: Callable[..., dict]
+) -> None:
     live, zombie = store_factory(), store_factory()
     batch = records(1, 0, 3)
     zombie_batch = zombie.prepare_batch(batch)
@@ -87,11 +92,20 @@ def test_late_events_are_flagged_not_folded(store_factory: StoreFactory) -> None
 
 
 def label(tid: str, merchant: str | None, when_txn: object, known: object) -> Label:
-    return Label(transaction_id=tid, user_id="u1", is_fraud=True, source=LabelSource.chargeback,
-                 labelled_at=known, merchant_id=merchant, transaction_timestamp=when_txn)
+    return Label(
+        transaction_id=tid,
+        user_id="u1",
+        is_fraud=True,
+        source=LabelSource.chargeback,
+        labelled_at=known,
+        merchant_id=merchant,
+        transaction_timestamp=when_txn,
+    )
 
 
-def test_labels_are_idempotent_and_feed_delayed_risk(store_factory: StoreFactory, snapshot: Callable[..., dict]) -> None:
+def test_labels_are_idempotent_and_feed_delayed_risk(
+    store_factory: StoreFactory, snapshot: Callable[..., dict]
+) -> None:
     store = store_factory()
     fraud_time = START
     txns = [SourceRecord(0, 0, txn(when=fraud_time, merchant="shop", transaction_id="f1"))]
@@ -105,8 +119,9 @@ def test_labels_are_idempotent_and_feed_delayed_risk(store_factory: StoreFactory
     assert store.apply_labels(labels) == 0
     assert snapshot(store) == after_once
     assert store.counters["labels_unusable"] == 1 and store.counters["labels_replayed"] == 2
-    probe = store.prepare_batch([SourceRecord(1, 0, txn(user="u2", when=fraud_time + timedelta(days=7, hours=1),
-                                                        merchant="shop"))])
+    probe = store.prepare_batch(
+        [SourceRecord(1, 0, txn(user="u2", when=fraud_time + timedelta(days=7, hours=1), merchant="shop"))]
+    )
     assert probe.vectors[0, FEATURE_INDEX["merchant_count_1d"]] == 1.0
     assert probe.vectors[0, FEATURE_INDEX["merchant_risk_1d"]] == 1.0
 

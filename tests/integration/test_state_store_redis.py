@@ -47,8 +47,9 @@ def snapshot(client: redis.Redis, unique_name: str) -> Callable[[RedisFeatureSto
     return take
 
 
-def test_keys_carry_ttl_and_partition_hash_tag(store_factory: Callable[..., RedisFeatureStore], client: redis.Redis,
-                                               unique_name: str) -> None:
+def test_keys_carry_ttl_and_partition_hash_tag(
+    store_factory: Callable[..., RedisFeatureStore], client: redis.Redis, unique_name: str
+) -> None:
     store = store_factory()
     store.commit_batch(store.prepare_batch([SourceRecord(4, 0, txn())]), [b"out"])
     keys = sorted(client.scan_iter(match=f"{unique_name}:*"))
@@ -64,8 +65,9 @@ def test_redis_down_is_a_state_store_error(unique_name: str) -> None:
 
 
 @pytest.mark.slow
-def test_parity_100k_events_through_redis(store_factory: Callable[..., RedisFeatureStore],
-                                          record_property: Callable[[str, object], None]) -> None:
+def test_parity_100k_events_through_redis(
+    store_factory: Callable[..., RedisFeatureStore], record_property: Callable[[str, object], None]
+) -> None:
     cfg = FeatureConfig()
     frame = synthetic_stream(100_000, users=3000, merchants=400, days=45)
     labels = fraud_labels(frame, cfg.label_delay_s)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from features.config import FeatureConfig
 from features.merchant import apply_fraud_label, update_merchant_tx
-from features.offline import build_features
+from features.offline import build_features, transactions_from_frame
 from features.state import MerchantFraudRecord, MerchantTxRecord, MerchantView, UserState
 from features.transform import update_user
 from fraudstream.contracts import Transaction
@@ -19,7 +19,6 @@ from fraudstream.errors import InputError, StateStoreError
 from state.batch import SourceRecord
 from state.memory import InMemoryFeatureStore
 from tests.feature_streams import START, synthetic_stream, txn
-from features.offline import transactions_from_frame
 
 CFG = FeatureConfig()
 
@@ -30,10 +29,19 @@ def busy_user(days: int = 30, per_day: float = 3.5, located: bool = True) -> Use
     n = int(days * per_day)
     for i, s in enumerate(np.sort(rng.integers(0, days * 86_400, n))):
         extra = {"latitude": 50 + rng.random(), "longitude": 4 + rng.random()} if located else {}
-        user = update_user(user, txn(when=START + timedelta(seconds=int(s)), amount=float(np.round(rng.lognormal(3.5, 1), 2)),
-                                     merchant=f"m{rng.integers(0, 40)}", transaction_id=str(i),
-                                     merchant_category=f"c{rng.integers(0, 12)}", device_id=f"d{rng.integers(0, 3)}",
-                                     **extra), CFG)
+        user = update_user(
+            user,
+            txn(
+                when=START + timedelta(seconds=int(s)),
+                amount=float(np.round(rng.lognormal(3.5, 1), 2)),
+                merchant=f"m{rng.integers(0, 40)}",
+                transaction_id=str(i),
+                merchant_category=f"c{rng.integers(0, 12)}",
+                device_id=f"d{rng.integers(0, 3)}",
+                **extra,
+            ),
+            CFG,
+        )
     return user
 
 
@@ -74,8 +82,14 @@ def test_corrupt_state_is_refused(cut: int) -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("amount", float("nan")), ("amount", float("inf")), ("amount", -1.0), ("amount", 2e7),
-     ("timestamp", datetime(1999, 12, 31, tzinfo=UTC)), ("timestamp", datetime(2150, 1, 1, tzinfo=UTC))],
+    [
+        ("amount", float("nan")),
+        ("amount", float("inf")),
+        ("amount", -1.0),
+        ("amount", 2e7),
+        ("timestamp", datetime(1999, 12, 31, tzinfo=UTC)),
+        ("timestamp", datetime(2150, 1, 1, tzinfo=UTC)),
+    ],
 )
 def test_bad_values_are_rejected_before_they_reach_state(field: str, value: object) -> None:
     store = InMemoryFeatureStore(CFG)

@@ -44,8 +44,11 @@ def test_first_transaction_imputations() -> None:
 
 
 def test_window_edges_are_open_left_closed_right() -> None:
-    events = [txn(when=START, amount=10.0), txn(when=START + timedelta(hours=1), amount=20.0),
-              txn(when=START + timedelta(hours=1, seconds=1), amount=30.0)]
+    events = [
+        txn(when=START, amount=10.0),
+        txn(when=START + timedelta(hours=1), amount=20.0),
+        txn(when=START + timedelta(hours=1, seconds=1), amount=30.0),
+    ]
     _, rows = fold(events)
     assert rows[1]["count_1h"] == 1.0  # the event exactly 1 h earlier is out: (t - 1h, t]
     assert rows[2]["count_1h"] == 2.0 and rows[2]["mean_amount_1h"] == 25.0
@@ -58,8 +61,12 @@ def test_windows_match_numpy_on_a_random_sequence() -> None:
     rng = np.random.default_rng(3)
     seconds = np.sort(rng.integers(0, 60 * 86_400, 400))
     amounts = np.round(rng.lognormal(3, 1, 400), 2)
-    _, rows = fold([txn(when=START + timedelta(seconds=int(s)), amount=float(a), transaction_id=str(i))
-                    for i, (s, a) in enumerate(zip(seconds, amounts, strict=True))])
+    _, rows = fold(
+        [
+            txn(when=START + timedelta(seconds=int(s)), amount=float(a), transaction_id=str(i))
+            for i, (s, a) in enumerate(zip(seconds, amounts, strict=True))
+        ]
+    )
     for i in range(0, 400, 7):
         for name, width in (("1h", 3600), ("1d", 86_400), ("7d", 7 * 86_400), ("30d", 30 * 86_400)):
             inside = amounts[: i + 1][seconds[: i + 1] > seconds[i] - width]
@@ -88,9 +95,11 @@ def test_cyclic_hour_weekend_and_night() -> None:
 def test_haversine_and_travel_speed() -> None:
     assert haversine_km(50.8503, 4.3517, 48.8566, 2.3522) == pytest.approx(264.0, abs=2.0)  # Brussels-Paris
     assert haversine_km(10, 20, 10, 20) == 0.0
-    events = [txn(when=START, latitude=50.8503, longitude=4.3517),
-              txn(when=START + timedelta(hours=2), latitude=48.8566, longitude=2.3522),
-              txn(when=START + timedelta(hours=3))]
+    events = [
+        txn(when=START, latitude=50.8503, longitude=4.3517),
+        txn(when=START + timedelta(hours=2), latitude=48.8566, longitude=2.3522),
+        txn(when=START + timedelta(hours=3)),
+    ]
     _, rows = fold(events)
     assert rows[1]["coords_missing"] == 0.0
     assert rows[1]["dist_prev_km"] == pytest.approx(264.0, abs=2.0)
@@ -101,10 +110,12 @@ def test_haversine_and_travel_speed() -> None:
 
 def test_novelty_flags_and_distinct_merchants() -> None:
     base = {"merchant_category": "grocery", "device_id": "d1", "channel": "online"}
-    events = [txn(when=START, merchant="a", **base),
-              txn(when=START + timedelta(hours=1), merchant="b", **base),
-              txn(when=START + timedelta(hours=2), merchant="a", **{**base, "device_id": "d2"}),
-              txn(when=START + timedelta(days=1, hours=1, seconds=1), merchant="a", merchant_category="fuel")]
+    events = [
+        txn(when=START, merchant="a", **base),
+        txn(when=START + timedelta(hours=1), merchant="b", **base),
+        txn(when=START + timedelta(hours=2), merchant="a", **{**base, "device_id": "d2"}),
+        txn(when=START + timedelta(days=1, hours=1, seconds=1), merchant="a", merchant_category="fuel"),
+    ]
     _, rows = fold(events)
     assert [r["new_merchant"] for r in rows] == [1.0, 1.0, 0.0, 0.0]
     assert [r["new_category"] for r in rows] == [1.0, 0.0, 0.0, 1.0]

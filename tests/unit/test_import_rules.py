@@ -27,5 +27,8 @@ def test_features_import_no_storage_or_broker() -> None:
 
 
 def test_the_rule_catches_imports() -> None:
-    assert imported_roots("import redis.asyncio\nfrom confluent_kafka import Consumer\n") == {"redis", "confluent_kafka"}
+    assert imported_roots("import redis.asyncio\nfrom confluent_kafka import Consumer\n") == {
+        "redis",
+        "confluent_kafka",
+    }
     assert imported_roots("def f():\n    import faust\n") == {"faust"}

@@ -32,3 +32,16 @@ def snapshot() -> Callable[[InMemoryFeatureStore], dict[str, object]]:
         return {**dict(store.strings), **{k: dict(v) for k, v in store.hashes.items() if v}}
 
     return take
+
+
+def test_user_key_keeps_raw_user_ids_out_of_key_names() -> None:
+    import hashlib
+
+    from state.batch import SourceRecord
+    from tests.feature_streams import txn
+
+    store = InMemoryFeatureStore(FeatureConfig(), user_key=lambda u: hashlib.sha256(b"k" + u.encode()).hexdigest()[:20])
+    store.commit_batch(store.prepare_batch([SourceRecord(0, 0, txn(user="alice@example.com"))]), [None])
+    assert not any("alice" in key for key in store.strings)
+    state = store.user_state("alice@example.com")
+    assert state is not None and state.n_total == 1
