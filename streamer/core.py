@@ -31,6 +31,7 @@ __all__ = ["BatchCounts", "BatchResult", "BatchTimings", "OutputMessage", "RawRe
 log = logging.getLogger(__name__)
 
 LATE_REASON_HEADER = "late-reason"
+SCORE_DECIMALS = 9
 
 
 @dataclass(frozen=True)
@@ -234,13 +235,15 @@ class StreamProcessor:
         bad = ~np.isfinite(scores)
         if bad.any():
             raise ModelError(f"model {model.version} produced {int(bad.sum())} non-finite scores; check the model")
-        return np.clip(scores, 0.0, 1.0)
+        # Rounded so that outputs do not depend on how BLAS sums a batch of a given size (last-ulp differences).
+        return np.round(np.clip(scores, 0.0, 1.0), SCORE_DECIMALS)
 
     def _reasons(self, model: ScoringModel, vectors: np.ndarray, alerted: np.ndarray) -> dict[int, list[Any]]:
         if len(alerted) == 0:
             return {}
         X = np.asarray(vectors, dtype=np.float64)[alerted]
-        texts = explain(model.feature_names, X, model.contributions(X), self.cfg.top_reasons)
+        contributions = np.round(np.asarray(model.contributions(X), dtype=np.float64), SCORE_DECIMALS)
+        texts = explain(model.feature_names, X, contributions, self.cfg.top_reasons)
         return {int(j): reasons for j, reasons in zip(alerted, texts, strict=True)}
 
     def _scored_messages(

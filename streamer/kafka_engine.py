@@ -30,6 +30,8 @@ from streamer.metrics import StreamMetrics
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 5.0
+#: A killed worker's partitions move on after this long; librdkafka's 45 s default stalls a restart for that long.
+SESSION_TIMEOUT_MS = 10_000
 
 
 @dataclass
@@ -92,10 +94,9 @@ class KafkaEngine:
         self._paused = False
         self._assigned: set[tuple[str, int]] = set()
         self._last_lag = 0.0
-        self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **{"client.id": self.client_id}))
-        self.label_consumer = Consumer(
-            consumer_config(settings, f"{self.cfg.consumer_group}.labels", **{"client.id": self.client_id})
-        )
+        extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000}
+        self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
+        self.label_consumer = Consumer(consumer_config(settings, f"{self.cfg.consumer_group}.labels", **extra))
         self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
 
     @property
