@@ -1,0 +1,141 @@
+"""`run_backtest`: prepare, replay in isolation (cleaned up unless keep), join scores to labels, write the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtest.isolation import drop_kafka_names, drop_redis_namespace, isolated_settings, new_run_id
+from backtest.replay import ReplayStats
+from backtest.report import SCORE_COLUMNS, fold_table, write_report
+from backtest.runner import Advance, BacktestOptions, Prepared, Say, assessed_rows, prepare, stream_scores
+from fraudstream.clock import Clock, SystemClock
+from fraudstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def scores_table(prep: Prepared, scores: pd.DataFrame) -> pd.DataFrame:
+    """Every assessed transaction with its stream score (NaN when the stream gave none) and its label."""
+    rows = assessed_rows(prep.history.frame, prep.windows)
+    table = rows[["transaction_id", "user_id", "timestamp", "is_fraud", "fold"]].rename(columns={"is_fraud": "label"})
+    table = table.merge(scores, on="transaction_id", how="left", validate="one_to_one")
+    table["alerted"] = table["alerted"].fillna(False).astype(bool)
+    table["label"] = table["label"].astype("int8")
+    return table.loc[:, list(SCORE_COLUMNS)].reset_index(drop=True)
+
+
+def cleanup(settings: Settings, *, kafka: bool) -> dict[str, Any]:
+    removed: dict[str, Any] = {"redis_keys": drop_redis_namespace(settings)}
+    if kafka:
+        group = settings.streamer.consumer_group
+        drop_kafka_names(settings, [group, f"{group}.reader"])
+        removed["topics"] = settings.topics.all_topics()
+        removed["consumer_groups"] = [group]
+    return removed
+
+
+def run_backtest(
+    settings: Settings,
+    opts: BacktestOptions,
+    *,
+    say: Say = lambda _m: None,
+    on_total: Callable[[int], None] | None = None,
+    advance: Advance | None = None,
+    clock: Clock | None = None,
+) -> tuple[dict[str, Any], list[Path]]:
+    """The whole run; returns the report dict and the files written under opts.report_dir."""
+    began = time.perf_counter()
+    clock = clock or SystemClock()
+    run_id = opts.run_id or new_run_id(clock.now())
+    prep = prepare(settings, opts, say)
+    isolated = isolated_settings(
+        settings, run_id, partitions=opts.partitions or settings.topics.partitions, batch_size=opts.batch_size
+    )
+    say(f"replaying through the stream core ({'fast' if opts.fast else 'kafka'}) as run {run_id}")
+    try:
+        scores, stats = stream_scores(
+            isolated,
+            prep,
+            fast=opts.fast,
+            label_delay_days=opts.label_delay_days,
+            batch_size=opts.batch_size,
+            on_total=on_total,
+            advance=advance,
+        )
+    finally:
+        removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
+    say("computing metrics and writing the report")
+    table = scores_table(prep, scores)
+    report = assemble(settings, opts, run_id, prep, table, stats, removed)
+    report["timings"] = {**prep.timings, "replay_s": stats.seconds, "total_s": time.perf_counter() - began}
+    written = write_report(opts.report_dir, table, report)
+    return report, written
+
+
+def assemble(
+    settings: Settings,
+    opts: BacktestOptions,
+    run_id: str,
+    prep: Prepared,
+    table: pd.DataFrame,
+    stats: ReplayStats,
+    removed: dict[str, Any],
+) -> dict[str, Any]:
+    frame = prep.history.frame
+    folds = []
+    for k, w in enumerate(prep.windows):
+        entry: dict[str, Any] = {
+            **w.as_dict(),
+            "threshold": prep.thresholds[k],
+            "model_version": prep.models[k].version,
+        }
+        if prep.fold_models:
+            fm = prep.fold_models[k]
+            entry |= {"train_rows": fm.train_rows, "train_frauds": fm.train_frauds, "fit_s": round(fm.fit_seconds, 1)}
+            entry["offline_metrics"] = fm.offline_metrics
+            joined = table[table["fold"] == k].set_index("transaction_id")["score"]
+            diff = (joined - fm.offline_scores.reindex(joined.index)).abs()
+            entry["max_abs_score_difference"] = float(diff.max()) if len(diff) else None
+        folds.append(entry)
+    fold_rows, overall = fold_table(table, folds)
+    missing = int(table["score"].isna().sum())
+    if missing:
+        log.warning("%d assessed transactions got no score from the stream (late or dead-lettered)", missing)
+    return {
+        "run": {
+            "run_id": run_id,
+            "input": prep.history.source,
+            "mode": "fast" if opts.fast else "kafka",
+            "models": f"walk-forward ({len(prep.windows)} folds)"
+            if prep.fold_models
+            else f"registry {prep.models[0].version}",
+            "scorer": settings.streamer.scorer,
+            "label_delay_days": opts.label_delay_days,
+            "feature_label_delay_days": settings.features.label_delay_days,
+            "protocol": opts.protocol,
+            "config": str(opts.config) if opts.config else None,
+            "batch_size": opts.batch_size,
+            "partitions": opts.partitions or settings.topics.partitions,
+            "redis_namespace": f"bt-{run_id}",
+            "topics_prefix": f"backtest.{run_id}",
+            "cleanup": removed,
+        },
+        "data": {
+            "transactions": len(frame),
+            "frauds": int(frame["is_fraud"].sum()),
+            "first": str(frame["timestamp"].iloc[0]),
+            "last": str(frame["timestamp"].iloc[-1]),
+            "duplicates_dropped": prep.history.duplicates_dropped,
+            "rejected_rows": prep.history.rejected_rows,
+        },
+        "coverage": {"assessed": len(table), "scored": len(table) - missing, "missing": missing},
+        "folds": fold_rows,
+        "overall": overall,
+        "replay": [stats.as_dict()],
+    }
