@@ -85,3 +85,31 @@ def test_holder_keeps_the_old_model_when_a_new_version_is_tampered(tmp_path: Pat
     (tmp_path / "versions" / second / "stack.pkl").write_bytes(b"tampered")
     assert holder.check_once() is False
     assert holder.version == first and holder.last_error and "sha256" in holder.last_error
+
+
+def test_user_ids_are_hmac_hashed_only_when_a_key_is_set() -> None:
+    from fraudstream.settings import build_settings
+    from streamer.runtime import user_key_for
+
+    assert user_key_for(build_settings({}, environ={})) is None
+    hashed = user_key_for(build_settings({"streamer": {"user_id_hmac_key": "s3cret"}}, environ={}))
+    other = user_key_for(build_settings({"streamer": {"user_id_hmac_key": "other"}}, environ={}))
+    assert hashed is not None and other is not None
+    assert hashed("C001") == hashed("C001") != hashed("C002")
+    assert hashed("C001") != other("C001") and "C001" not in hashed("C001") and len(hashed("C001")) == 64
+
+
+def test_metrics_live_on_their_own_registry_and_count_a_batch() -> None:
+    from streamer.core import BatchCounts, BatchResult, BatchTimings
+    from streamer.metrics import StreamMetrics
+
+    first, second = StreamMetrics(), StreamMetrics()  # no clash: no global default registry
+    result = BatchResult([], BatchCounts(events=5, scored=4, alerts=1, late=1, dlq=2), BatchTimings(score_s=0.01), {})
+    result.event_times_s, result.model_version = [100.0, 101.0], "v7"
+    first.observe_batch(result)
+    first.observe_committed(result, now_unix=102.0)
+    text = first.exposition().decode()
+    assert "fraudstream_events_total 5.0" in text and "fraudstream_alerts_total 1.0" in text
+    assert "fraudstream_dead_letters_total 2.0" in text and 'version="v7"' in text
+    assert "fraudstream_end_to_end_latency_seconds_count 2.0" in text
+    assert "fraudstream_events_total 0.0" in second.exposition().decode()
