@@ -84,7 +84,7 @@ def walk_forward(
         train_end = test_start - pd.Timedelta(days=delay_days)
         train_start = train_end - pd.Timedelta(days=train_days)
         name = f"test {test_start:%Y-%m-%d}"
-        windows.append(FoldWindow(len(windows), name, test_start, min(test_end, end), train_start, train_end))
+        windows.append(FoldWindow(len(windows), name, test_start, min(test_end, last_day_end), train_start, train_end))
         test_start = test_end
     if not windows:
         raise InputError(
