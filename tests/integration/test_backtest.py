@@ -33,7 +33,7 @@ def history_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_canonical(frame, tmp_path_factory.mktemp("bt") / "history.parquet")
 
 
-def _options(tmp_path: Path, history: Path, registry: Path, version: str, *, fast: bool, **extra: Any) -> BacktestOptions:
+def _options(tmp_path: Path, history: Path, registry: Path, version: str, *, fast: bool) -> BacktestOptions:
     return BacktestOptions(
         report_dir=tmp_path / ("fast" if fast else "kafka"),
         history=history,
@@ -43,14 +43,13 @@ def _options(tmp_path: Path, history: Path, registry: Path, version: str, *, fas
         fast=fast,
         batch_size=700,
         partitions=3,
-        **extra,
     )
 
 
 def _live_settings(stack_settings: Settings, unique_name: str) -> Settings:
     tag = uuid.uuid4().hex[:8]
     return stack_settings.with_overrides(
-        topics={name: f"{unique_name}.{name}" for name in ("transactions", "labels", "alerts", "scores", "dlq", "late")},
+        topics={name: f"{unique_name}.{name}" for name in ("transactions", "labels", "alerts", "scores", "dlq")},
         redis={"namespace": f"live-{tag}"},
         streamer={"consumer_group": f"{unique_name}.live", "scorer": "stack"},
     )

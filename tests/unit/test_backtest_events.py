@@ -65,7 +65,7 @@ def test_records_decode_with_the_core_validators_and_keep_partition_order() -> N
     assert first.labelled_at == datetime(2024, 1, 2, tzinfo=UTC)  # type: ignore[union-attr]
     assert first.transaction_timestamp == datetime(2024, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]
     # one user -> one partition on both topics; offsets count up per topic partition from 0
-    by_user = {}
+    by_user: dict[bytes | None, set[int]] = {}
     seen: dict[tuple[str, int], list[int]] = {}
     for r in records:
         by_user.setdefault(r.key, set()).add(r.partition)

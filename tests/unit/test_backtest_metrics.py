@@ -17,8 +17,15 @@ def test_detection_delay_counts_from_the_first_fraud_and_counts_missed_cards() -
     frame = pd.DataFrame(
         {
             "user_id": ["a", "a", "a", "b", "b", "c", "d"],
-            "timestamp": [_t("2024-01-01 00:00"), _t("2024-01-01 01:00"), _t("2024-01-01 03:00"),
-                          _t("2024-01-01 00:00"), _t("2024-01-02 00:00"), _t("2024-01-01"), _t("2024-01-01")],
+            "timestamp": [
+                _t("2024-01-01 00:00"),
+                _t("2024-01-01 01:00"),
+                _t("2024-01-01 03:00"),
+                _t("2024-01-01 00:00"),
+                _t("2024-01-02 00:00"),
+                _t("2024-01-01"),
+                _t("2024-01-01"),
+            ],
             "label": [0, 1, 1, 1, 0, 1, 0],
             # a: alert before its fraud (ignored), then 2 h after; b: alert 24 h after; c: never alerted
             "alerted": [True, False, True, False, True, False, True],

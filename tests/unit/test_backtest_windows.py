@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pandas as pd
 import pytest
 
@@ -36,13 +38,13 @@ def test_handbook_protocol_covers_the_range_on_the_books_week_grid() -> None:
     for week in ("2018-07-04", "2018-08-08", "2018-08-15", "2018-08-22", "2018-08-29"):
         assert pd.Timestamp(week, tz="UTC") in starts
     # contiguous up to the end: every transaction after the first test start is assessed; last window partial
-    assert all(a.test_end == b.test_start for a, b in zip(folds, folds[1:], strict=False))
+    assert all(a.test_end == b.test_start for a, b in pairwise(folds))
     assert folds[-1].test_end == pd.Timestamp("2018-10-01", tz="UTC")
     assert all(f.train_end is not None and f.train_end <= f.test_start for f in folds)
 
 
 def test_data_too_short_for_one_fold_is_one_clear_error() -> None:
-    with pytest.raises(InputError, match="too short|before the data"):
+    with pytest.raises(InputError, match=r"too short|before the data"):
         walk_forward(FIRST, FIRST + pd.Timedelta(days=10), train_days=7, delay_days=7, test_days=7)
     with pytest.raises(InputError, match="fewer --folds"):
         walk_forward(FIRST, LAST, train_days=7, delay_days=7, test_days=7, folds=30)
