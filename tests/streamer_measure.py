@@ -59,8 +59,8 @@ def main() -> None:
     name = f"measure-{uuid.uuid4().hex[:8]}"
     settings = isolated_settings(base, name, registry, partitions=args.partitions, poll_batch_size=args.poll_batch_size)
     if args.rate > 0:  # latency mode: the worker is up first, events arrive at a steady rate
-        worker = start_worker(settings, "measure", idle_exit_s=5.0)
-        time.sleep(15)
+        worker = start_worker(settings, "measure", idle_exit_s=25.0)
+        time.sleep(12)
         paced_publish(settings, txns, args.rate)
     else:  # throughput mode: a backlog drained as fast as possible
         t0 = time.monotonic()
