@@ -37,13 +37,13 @@ def stream(
     settings = settings_of(ctx)
     chosen = engine.value if engine is not None else settings.streamer.engine
     if chosen == "faust":
-        from streamer.faust_engine import run_faust_engine  # the faust helper's module, imported only when asked
+        from streamer.faust_engine import run_faust_engine  # imported only when asked: faust is heavy
 
-        run_faust_engine(settings, max_events=max_events, idle_exit_s=idle_exit)
-        return
-    from streamer.run import run_kafka_engine
+        result = run_faust_engine(settings, max_events=max_events, idle_exit_s=idle_exit)
+    else:
+        from streamer.run import run_kafka_engine
 
-    result = run_kafka_engine(settings, max_events=max_events, idle_exit_s=idle_exit, instance_id=instance_id)
+        result = run_kafka_engine(settings, max_events=max_events, idle_exit_s=idle_exit, instance_id=instance_id)
     typer.echo(json.dumps(result))
 
 

@@ -135,25 +135,44 @@ def top_indices(contributions: np.ndarray, k: int) -> np.ndarray:
     return order[:, :k]
 
 
+#: Encodings that carry signal for a model but mean nothing to an analyst on their own.
+NOT_A_REASON = frozenset(
+    {"category_bucket", "channel_missing", "category_missing", "device_missing", "country_missing"}
+)
+
+
 def explain(names: Sequence[str], X: np.ndarray, contributions: np.ndarray, k: int) -> list[list[Reason]]:
-    """Top-k reasons per row of X (only pass the alerted rows): features pushing the score up the most."""
+    """Top-k reasons per row of X (only pass the alerted rows): features pushing the score up the most.
+
+    Only positive contributions count; encodings that mean nothing to an analyst are skipped, and two features
+    that read the same (hour_sin and hour_cos, amount and log_amount) give one reason.
+    """
     if len(X) == 0:
         return []
-    top = top_indices(contributions, k)
+    order = top_indices(contributions, len(names))
     result: list[list[Reason]] = []
-    for i, row_top in enumerate(top):
+    for i, row_order in enumerate(order):
         row = dict(zip(names, (float(v) for v in X[i]), strict=False))
-        reasons = []
-        for j in row_top:
+        reasons: list[Reason] = []
+        seen: set[str] = set()
+        for j in row_order:
+            if len(reasons) == k:
+                break
             value, contribution = float(X[i, j]), float(contributions[i, j])
-            if not math.isfinite(contribution):
+            if not math.isfinite(contribution) or contribution <= 0.0:
+                break  # sorted: nothing after this pushes the score up
+            if names[j] in NOT_A_REASON:
                 continue
+            text = reason_text(names[j], value, row)
+            if text in seen:
+                continue
+            seen.add(text)
             reasons.append(
                 Reason(
                     feature=names[j],
                     value=value if math.isfinite(value) else 0.0,
                     contribution=contribution,
-                    text=reason_text(names[j], value, row),
+                    text=text,
                 )
             )
         result.append(reasons)

@@ -113,3 +113,11 @@ def test_metrics_live_on_their_own_registry_and_count_a_batch() -> None:
     assert "fraudstream_dead_letters_total 2.0" in text and 'version="v7"' in text
     assert "fraudstream_end_to_end_latency_seconds_count 2.0" in text
     assert "fraudstream_events_total 0.0" in second.exposition().decode()
+
+
+def test_reasons_skip_encodings_duplicates_and_non_positive_contributions() -> None:
+    names = ["hour_sin", "hour_cos", "category_bucket", "amount_ratio_mean_30d", "count_1d"]
+    X = np.array([[1.0, 0.0, 21.0, 9.4, 3.0]])
+    contributions = np.array([[0.9, 0.8, 0.95, 0.7, -0.2]])
+    (row,) = explain(names, X, contributions, 3)
+    assert [r.text for r in row] == ["at 06:00 UTC", "amount 9.4x the user's 30-day mean"]
