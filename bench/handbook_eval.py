@@ -44,10 +44,13 @@ VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     *((f"logistic_regression C {c}", "logistic_regression", {"C": c}) for c in (0.1, 1.0)),
     ("random_forest 100x depth 20", "random_forest", {"n_estimators": 100, "max_depth": 20}),
     ("gradient_boosting", "gradient_boosting", {}),
+    ("gradient_boosting depth 3, 50 x lr 0.3", "gradient_boosting",
+     {"max_depth": 3, "max_iter": 50, "learning_rate": 0.3}),
     ("mlp 30-16-16-2 (seed 001)", "mlp", {"epochs": 50, "batch_size": 32, "patience": 3}),
     ("mlp sigmoid + lr decay (seed 000)", "mlp", {"output": "sigmoid", "lr_decay": "plateau", "patience": 3}),
     ("stack dt+svm+nn (seed 002)", "stack", {}),
     ("stack dt+svm+nn, importance x accuracy", "stack", {"weighting": "both"}),
+    ("stack rf+hgb+lr", "stack", {"base_learners": ("rf", "hgb", "lr")}),
 )
 
 
@@ -61,10 +64,12 @@ def load_handbook(shared: Path, users: int | None) -> pd.DataFrame:
     return canonical_from_handbook(raw)
 
 
-def prequential_eval(data: Dataset, only: set[str] | None) -> list[dict[str, Any]]:
+def prequential_eval(data: Dataset, only: set[str] | None, labels: list[str] | None) -> list[dict[str, Any]]:
     rows = []
     for label, model, params in VARIANTS:
         if only is not None and model not in only:
+            continue
+        if labels is not None and not any(part in label for part in labels):
             continue
         cfg = training_config(
             {"features": HANDBOOK_FEATURES, "models": (model,), "model_params": {model: params},
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--users", type=int, default=None, help="only the first N customers (development)")
     parser.add_argument("--models", default=None, help="comma-separated model families to run (default: all)")
+    parser.add_argument("--variants", default=None, help="comma-separated label substrings to run (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     history = load_handbook(args.shared, args.users)
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"rows": len(data.y), "feature_seconds": time.perf_counter() - start,
                               "users": args.users}
     only = set(args.models.split(",")) if args.models else None
-    result["prequential"] = prequential_eval(data, only)
+    labels = args.variants.split(",") if args.variants else None
+    result["prequential"] = prequential_eval(data, only, labels)
     if only is None or "seed001" in only:
         result["seed001"] = seed001_protocol(data)
         print(f"seed 001 protocol: accuracy {result['seed001']['accuracy']:.3f} (paper 0.88)", flush=True)
