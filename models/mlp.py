@@ -120,9 +120,11 @@ class FraudMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, X: Any, y: Any) -> FraudMLP:
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
+        if X.shape[0] < 2:
+            raise ValueError(f"need at least 2 samples to fit, got n_samples={X.shape[0]}")
         self.classes_ = np.unique(y)
         if len(self.classes_) > 2:
-            raise ValueError("FraudMLP is a binary classifier; y has more than two classes")
+            raise ValueError("Only binary classification is supported. FraudMLP got more than two classes in y")
         y01 = np.searchsorted(self.classes_, y).astype(np.int32)
         keras = _keras()
         if self.random_state is not None:
