@@ -1,0 +1,136 @@
+"""`python -m bench` (also `make bench`): passthrough ceiling, both engines end to end, stages, training.
+
+Writes bench/results/bench.json and bench/results/bench.md and prints the table. Uses the configured stack
+(FRAUD_* environment; by default the embedded one, started if needed and stopped again if this run started it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SECTIONS = ("training", "stages", "e2e")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    parser.add_argument("--engines", default="kafka,faust")
+    parser.add_argument("--events", type=int, default=30_000, help="backlog size of the max runs")
+    parser.add_argument("--rates", default="0.1,0.5,0.9", help="paced runs, fractions of each engine's max")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.sections = [s for s in args.sections.split(",") if s]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.engines = [e for e in args.engines.split(",") if e]
+    if set(args.engines) - {"kafka", "faust"}:
+        parser.error("--engines takes kafka and/or faust")
+    args.rates = [float(r) for r in args.rates.split(",") if r]
+    if args.quick:
+        args.events, args.paced_seconds = min(args.events, 5000), min(args.paced_seconds, 8.0)
+    return args
+
+
+def simulate(customers: int, days: int, start: date, seed: int) -> pd.DataFrame:
+    from bankbus.simulator import SimulationConfig, simulate_frame
+
+    return simulate_frame(SimulationConfig(customers=customers, merchants=max(customers // 4, 50), days=days,
+                                           start=start, seed=seed))
+
+
+def ensure_model(registry: Path) -> dict[str, Any] | None:
+    """Train the bench model (and time it) unless the registry already has one; None when reused."""
+    from bench.stages import training
+    from models.registry import ModelRegistry
+
+    if ModelRegistry(registry).current_version() is not None:
+        return None
+    say("training the bench model (MLP + stack) on small simulated data")
+    return training(simulate(600, 28, date(2024, 1, 1), 7), registry)
+
+
+def say(line: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.machine import machine_info
+    from fraudstream.infra.stack import down, up
+    from fraudstream.settings import build_settings
+
+    started = time.monotonic()
+    base = build_settings()
+    registry = base.embedded.state_dir.resolve() / "bench" / "registry"
+    base = base.with_overrides(registry={"path": str(registry)})
+    result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "machine": machine_info(), "arguments": {k: str(v) for k, v in vars(args).items()}}
+    stack = up(base, create_topics=False)
+    try:
+        if "training" in args.sections:
+            from bench.stages import training
+
+            say("training: every model on one fold of small simulated data")
+            result["training"] = training(simulate(600, 28, date(2024, 1, 1), 7), registry)
+        else:
+            ensure_model(registry)
+        traffic = simulate(max(args.events, 40_000) // 30, 14, date(2024, 3, 1), 11)
+        if "stages" in args.sections:
+            from bench import stages
+
+            say("stages: validation, state round trip, scoring, offline features")
+            result["stages"] = {
+                "validation": stages.validation(traffic),
+                "state": stages.state_round_trip(base, traffic),
+                "scoring": stages.scoring(registry, (1, 256, 4096) if args.quick else stages.SCORING_SIZES),
+                "offline_features": stages.offline_features(traffic.iloc[: 20_000 if args.quick else 100_000]),
+            }
+        if "e2e" in args.sections:
+            from bench.e2e import E2EContext, run_e2e
+
+            with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+                ctx = E2EContext(base, traffic, Path(tmp))
+                try:
+                    result["e2e"] = run_e2e(ctx, args.engines, args.events, args.rates, args.paced_seconds, say)
+                finally:
+                    ctx.cleanup()
+    finally:
+        if stack.started:
+            down(base)
+    result["took_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.report import markdown
+    from fraudstream.errors import FraudstreamError
+
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except FraudstreamError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    text = markdown(result)
+    (args.out / "bench.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""End-to-end: the passthrough ceiling, then each engine as a subprocess on a backlog (max) and at paced rates.
+
+Every run has its own topics, consumer group and Redis namespace (removed at the end); the transactions backlog
+is published once and read by the passthrough and by both engines' max runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.monitor import ProcessMonitor
+from bench.streams import REPO, EngineProcess, ScoreCollector, free_port, publish_frame, settings_env
+from fraudstream.errors import InfraError
+from fraudstream.infra.topics import ensure_topics
+from fraudstream.settings import Settings
+
+WARMUP_EVENTS = 200
+#: key name fragment -> what it holds (state/keys.py)
+KEY_KINDS = {":u:": "user state", ":mf:": "merchant fraud", ":m:": "merchant tx", ":out": "output cache",
+             ":off": "offsets"}
+
+
+@dataclass
+class E2EContext:
+    base: Settings  # the stack, the registry with the bench model
+    frame: pd.DataFrame  # simulated traffic in event-time order
+    workdir: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    used: list[Settings] = field(default_factory=list)
+
+    def isolated(self, tag: str, transactions: str | None = None) -> Settings:
+        name = f"bench-{self.run_id}-{tag}"
+        topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+        if transactions is not None:
+            topics["transactions"] = transactions
+        settings = self.base.with_overrides(
+            topics=topics,
+            redis={"namespace": f"b{self.run_id}{tag}"[:32].replace("%", "")},
+            streamer={"consumer_group": name, "transactional_id": name, "web_port": free_port(), "metrics_port": 0},
+        )
+        ensure_topics(settings)
+        self.used.append(settings)
+        return settings
+
+    def cleanup(self) -> None:
+        from backtest.isolation import drop_kafka_names, drop_redis_namespace
+
+        for settings in self.used:
+            drop_redis_namespace(settings)
+            group = settings.streamer.consumer_group
+            drop_kafka_names(settings, [group, f"{group}.labels", f"{group}-pt"])
+
+
+def percentiles(values_ms: list[float]) -> dict[str, Any]:
+    if not values_ms:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    arr = np.asarray(values_ms, dtype=np.float64)
+    return {f"p{q}_ms": round(float(np.percentile(arr, q)), 1) for q in (50, 95, 99)} | {
+        "max_ms": round(float(arr.max()), 1)
+    }
+
+
+def sustained_rate(times_ms: list[int]) -> float | None:
+    """Scores per second over the middle 90 % of the run (start-up and the tail left out)."""
+    if len(times_ms) < 20:
+        return None
+    t = np.sort(np.asarray(times_ms, dtype=np.float64))
+    lo, hi = int(0.05 * len(t)), int(0.95 * len(t)) - 1
+    span = (t[hi] - t[lo]) / 1000.0
+    return round((hi - lo) / span, 1) if span > 0 else None
+
+
+def redis_memory(settings: Settings) -> dict[str, Any]:
+    """Bytes per user key (mean, p95) from the store's own report, and the whole namespace per user."""
+    from state.redis_client import redis_client
+    from streamer.runtime import build_store
+
+    store = build_store(settings)
+    report = store.memory_report()
+    client = redis_client(settings)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.redis.namespace}:*", count=1000))
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        by_kind: dict[str, int] = {}
+        for key, size in zip(keys, pipe.execute(), strict=True):
+            kind = next((k for k in KEY_KINDS if k in key.decode()), "other")
+            by_kind[KEY_KINDS.get(kind, kind)] = by_kind.get(KEY_KINDS.get(kind, kind), 0) + int(size or 0)
+        total = sum(by_kind.values())
+    finally:
+        client.close()
+    users = report.get("users_measured", 0.0)
+    return {
+        "users": users,
+        "bytes_per_user_key_mean": round(report.get("bytes_per_user_mean", 0.0), 1),
+        "bytes_per_user_key_p95": round(report.get("bytes_per_user_p95", 0.0), 1),
+        "namespace_bytes_per_user": round(total / users, 1) if users else 0.0,
+        "namespace_bytes_by_kind": by_kind,
+    }
+
+
+def _monotonic_of(wall_ms: float) -> float:
+    return time.monotonic() - (time.time() - wall_ms / 1000.0)
+
+
+def run_passthrough(ctx: E2EContext, source: str, count: int, mode: str) -> dict[str, Any]:
+    settings = ctx.isolated(f"pt{mode[0]}")
+    group = f"{settings.streamer.consumer_group}-pt"
+    command = [sys.executable, "-m", "bench.passthrough", source, settings.topics.scores, group,
+               "--expect", str(count), "--mode", mode]
+    process = subprocess.Popen(command, cwd=REPO, env=settings_env(settings), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    monitor = ProcessMonitor(process.pid).start()
+    out, err = process.communicate(timeout=900)
+    monitor.stop()
+    if process.returncode != 0:
+        raise InfraError(f"the passthrough ({mode}) failed: {err.strip()[-1500:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "peak_rss_mib": monitor.peak_rss_mib}
+
+
+def run_max(ctx: E2EContext, engine: str, source: str, count: int) -> dict[str, Any]:
+    """The engine drains a backlog of `count` events: sustained events/s, CPU, peak RSS, Redis per user."""
+    settings = ctx.isolated(f"{engine[0]}max", transactions=source)
+    collector = ScoreCollector(settings).start()
+    worker = EngineProcess(settings, engine, ctx.workdir / f"{engine}-max.log").start()
+    started = time.monotonic()
+    try:
+        collector.wait_for(count, worker)
+    finally:
+        summary = worker.stop()
+        collector.stop()
+    times = list(collector.times_ms.values())
+    assert worker.monitor is not None
+    first, last = _monotonic_of(min(times)), _monotonic_of(max(times))
+    return {
+        "engine": engine, "mode": "max", "events": len(times), "duplicates": collector.duplicates,
+        "events_per_s": sustained_rate(times), "wall_incl_startup_s": round(time.monotonic() - started, 1),
+        "cpu_percent": worker.monitor.cpu_percent(first, last), "peak_rss_mib": worker.monitor.peak_rss_mib,
+        "redis": redis_memory(settings), "engine_summary": summary,
+    }
+
+
+def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: str) -> dict[str, Any]:
+    """Worker up and warm, then `rate` events/s for `seconds`: publish-to-score latency percentiles."""
+    settings = ctx.isolated(f"{engine[0]}{label}")
+    count = min(int(rate * seconds), len(ctx.frame) - WARMUP_EVENTS)
+    collector = ScoreCollector(settings).start()
+    worker = EngineProcess(settings, engine, ctx.workdir / f"{engine}-{label}.log").start()
+    try:
+        publish_frame(settings, ctx.frame.iloc[:WARMUP_EVENTS])
+        collector.wait_for(WARMUP_EVENTS, worker, stall_s=180)
+        began = time.monotonic()
+        report, published = publish_frame(settings, ctx.frame.iloc[WARMUP_EVENTS : WARMUP_EVENTS + count], rate)
+        collector.wait_for(WARMUP_EVENTS + count, worker)
+        ended = time.monotonic()
+    finally:
+        summary = worker.stop()
+        collector.stop()
+    latencies = [collector.times_ms[t] - ms for t, ms in published.items()]
+    assert worker.monitor is not None
+    return {
+        "engine": engine, "mode": label, "target_rate": round(rate, 1), "events": count,
+        "published_per_s": round(report.per_second, 1), "duplicates": collector.duplicates,
+        **percentiles(latencies), "cpu_percent": worker.monitor.cpu_percent(began, ended),
+        "peak_rss_mib": worker.monitor.peak_rss_mib, "engine_summary": summary,
+    }
+
+
+def run_e2e(ctx: E2EContext, engines: list[str], events: int, fractions: list[float], paced_s: float,
+            say: Any) -> dict[str, Any]:
+    backlog = ctx.isolated("backlog")
+    source = backlog.topics.transactions
+    report, _ = publish_frame(backlog, ctx.frame.iloc[:events])
+    say(f"backlog: {events:,} events published at {report.per_second:,.0f}/s (publisher maximum)")
+    out: dict[str, Any] = {"events": events, "publisher_max_per_s": round(report.per_second, 1), "runs": []}
+    for mode in ("plain", "transactional"):
+        out[f"passthrough_{mode}"] = result = run_passthrough(ctx, source, events, mode)
+        say(f"passthrough {mode}: {result['records_per_s']:,.0f} records/s")
+    ceiling = out["passthrough_plain"]["records_per_s"]
+    transactional = out["passthrough_transactional"]["records_per_s"]
+    for engine in engines:
+        best = run_max(ctx, engine, source, events)
+        best["ratio_to_passthrough"] = round(best["events_per_s"] / ceiling, 3) if ceiling else None
+        best["ratio_to_transactional_passthrough"] = round(best["events_per_s"] / transactional, 3)
+        out["runs"].append(best)
+        say(f"{engine} max: {best['events_per_s']:,.0f} events/s ({best['ratio_to_passthrough']:.1%} of passthrough)")
+        for fraction in fractions:
+            run = run_paced(ctx, engine, fraction * best["events_per_s"], paced_s, f"{round(fraction * 100)}pct")
+            out["runs"].append(run)
+            say(f"{engine} at {fraction:.0%}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms")
+    return out

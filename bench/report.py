@@ -1,0 +1,117 @@
+"""bench.json -> bench.md: the goals first, then end-to-end, passthrough and stage tables, machine and versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOAL_RATIO = 0.5
+GOAL_P99_MS = 50.0
+GOAL_BYTES_PER_USER = 1024.0
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def goals(e2e: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per goal and engine: measured value, target, met or not."""
+    out = []
+    for run in e2e.get("runs", []):
+        engine = run["engine"]
+        if run["mode"] == "max":
+            ratio = run.get("ratio_to_passthrough")
+            out.append({"goal": f"{engine}: end-to-end / passthrough", "value": ratio, "target": f">= {GOAL_RATIO}",
+                        "met": ratio is not None and ratio >= GOAL_RATIO})
+            tx = run.get("ratio_to_transactional_passthrough")
+            out.append({"goal": f"{engine}: end-to-end / transactional passthrough (context)", "value": tx,
+                        "target": f">= {GOAL_RATIO}", "met": tx is not None and tx >= GOAL_RATIO})
+            per_user = run["redis"]["bytes_per_user_key_mean"]
+            out.append({"goal": f"{engine}: Redis bytes per user (user key, mean)", "value": per_user,
+                        "target": f"<= {GOAL_BYTES_PER_USER:.0f}", "met": per_user <= GOAL_BYTES_PER_USER})
+        elif run["mode"] == "50pct":
+            p99 = run.get("p99_ms")
+            out.append({"goal": f"{engine}: p99 latency at 50 % of max (ms)", "value": p99,
+                        "target": f"< {GOAL_P99_MS:.0f}", "met": p99 is not None and p99 < GOAL_P99_MS})
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = ["# fraudstream benchmark", "",
+             f"Command: `{m['command']}`  ", f"Started: {result['started_at']} (took {result['took_s']:.0f} s)  ",
+             f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, load average at start "
+             f"{m['load_average_at_start']}  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()), ""]
+    e2e = result.get("e2e")
+    if e2e:
+        lines += ["## Goals", ""]
+        lines += _table(["goal", "measured", "target", "met"],
+                        [[g["goal"], _fmt(g["value"], 3 if isinstance(g["value"], float) and g["value"] < 10 else 1),
+                          g["target"], "yes" if g["met"] else "NO"] for g in goals(e2e)])
+        lines += ["## End to end", "",
+                  f"{e2e['events']:,} simulated events; publisher maximum {e2e['publisher_max_per_s']:,.0f}/s. "
+                  "`max` drains a backlog (events/s over the middle 90 % of scores); paced runs publish at a fraction "
+                  "of that engine's max, latency = score record's Kafka timestamp - transaction's publish "
+                  "timestamp.", ""]
+        rows = []
+        for name in ("passthrough_plain", "passthrough_transactional"):
+            pt = e2e[name]
+            rows.append([name.replace("_", " "), "max", "", pt["records_per_s"], "1.000" if name.endswith("plain")
+                         else _fmt(pt["records_per_s"] / e2e["passthrough_plain"]["records_per_s"], 3),
+                         "", "", "", pt["cpu_percent"], pt["peak_rss_mib"], ""])
+        for run in e2e["runs"]:
+            rate = run.get("events_per_s") if run["mode"] == "max" else run.get("published_per_s")
+            ratio = run.get("ratio_to_passthrough")
+            rows.append([run["engine"], run["mode"], _fmt(run.get("target_rate")), rate,
+                         _fmt(ratio, 3) if ratio is not None else "", _fmt(run.get("p50_ms"), 1),
+                         _fmt(run.get("p95_ms"), 1), _fmt(run.get("p99_ms"), 1), run["cpu_percent"],
+                         run["peak_rss_mib"], run["duplicates"]])
+        lines += _table(["pipeline", "mode", "target/s", "events/s", "ratio", "p50 ms", "p95 ms", "p99 ms",
+                         "CPU %", "peak RSS MiB", "dup scores"], rows)
+        redis_rows = [[r["engine"], r["redis"]["users"], r["redis"]["bytes_per_user_key_mean"],
+                       r["redis"]["bytes_per_user_key_p95"], r["redis"]["namespace_bytes_per_user"]]
+                      for r in e2e["runs"] if r["mode"] == "max"]
+        lines += ["### Redis memory", ""]
+        lines += _table(["engine", "users", "user key bytes (mean)", "user key bytes (p95)",
+                         "whole namespace bytes / user"], redis_rows)
+        for r in e2e["runs"]:
+            if r["mode"] == "max":
+                parts = ", ".join(f"{k} {v / max(r['redis']['users'], 1):,.0f}"
+                                  for k, v in sorted(r["redis"]["namespace_bytes_by_kind"].items()))
+                lines += [f"{r['engine']} namespace bytes per user by key kind: {parts}.  "]
+        lines += [""]
+    stages = result.get("stages")
+    if stages:
+        lines += ["## Stages", ""]
+        v = stages["validation"]
+        lines += [f"Validation (pydantic decode, batch {v['batch']}): {v['us_per_event']} us/event, "
+                  f"{v['events_per_s']:,} events/s (one core).", ""]
+        lines += ["Feature state round trip (prepare_batch + commit_batch on Redis):", ""]
+        lines += _table(["batch", "ms / batch", "events/s"],
+                        [[r["batch"], _fmt(r["ms_per_batch"], 2), r["events_per_s"]] for r in stages["state"]])
+        sc = stages["scoring"]
+        lines += [f"Scoring, one call per batch ({sc['gpu']}; the tf.function path is the one used on a GPU):", ""]
+        lines += _table(["batch", "MLP numpy ms", "rows/s", "MLP tf.function ms", "rows/s", "stack ms", "rows/s"],
+                        [[r["batch"], _fmt(r["mlp_numpy_ms"], 3), r["mlp_numpy_rows_per_s"],
+                          _fmt(r["mlp_compiled_ms"], 3), r["mlp_compiled_rows_per_s"], _fmt(r["stack_ms"], 3),
+                          r["stack_rows_per_s"]] for r in sc["rows"]])
+        f = stages["offline_features"]
+        lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
+    train = result.get("training")
+    if train:
+        lines += ["## Training (one prequential fold, small simulated data)", "",
+                  f"{train['rows']:,} rows ({train['frauds']:,} frauds), whole job {train['total_s']} s.", ""]
+        lines += _table(["model", "fit s", "average precision"],
+                        [[k, _fmt(v, 2), _fmt(train["average_precision"].get(k), 3)]
+                         for k, v in train["fit_seconds"].items()])
+    return "\n".join(lines)

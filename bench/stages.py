@@ -1,0 +1,153 @@
+"""Stage costs, each alone: validation, the Redis feature-state round trip, scoring per batch size, offline
+feature building, and training time per model on small simulated data (which also publishes the bench model)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.settings import Settings
+
+SCORING_SIZES = (1, 16, 256, 1024, 4096, 16384, 65536)
+STATE_SIZES = (1, 10, 100, 500, 2000)
+TRAIN_MODELS = ("logistic_regression", "decision_tree", "random_forest", "gradient_boosting", "mlp", "stack")
+TRAIN_PARAMS = {
+    "mlp": {"epochs": 8, "batch_size": 256, "patience": 2},
+    "stack": {"base_learners": ["dt", "nn"], "n_folds": 3},
+    "random_forest": {"n_estimators": 50},
+}
+
+
+def _best_of(fn: Callable[[], Any], repeat: int, budget_s: float = 2.0) -> float:
+    """Best wall time of `fn` over up to `repeat` calls (stops early when the budget is spent)."""
+    best, spent = float("inf"), 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        took = time.perf_counter() - t0
+        best, spent = min(best, took), spent + took
+        if spent > budget_s:
+            break
+    return best
+
+
+def validation(frame: pd.DataFrame, batch: int = 2000) -> dict[str, Any]:
+    """Pydantic decode + validate of a batch of Transaction JSON records (the core's validation step)."""
+    from bankbus.encode import transaction_values
+    from streamer.validation import decode_transaction
+
+    values = transaction_values(frame.iloc[:batch])
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    seconds = _best_of(lambda: [decode_transaction(v, now, 300.0) for v in values], 5)
+    return {"batch": len(values), "us_per_event": round(seconds / len(values) * 1e6, 2),
+            "events_per_s": round(len(values) / seconds)}
+
+
+def state_round_trip(
+    settings: Settings, frame: pd.DataFrame, sizes: tuple[int, ...] = STATE_SIZES
+) -> list[dict[str, Any]]:
+    """prepare_batch + commit_batch on the real Redis, per batch size (fresh namespace, partition 0, new users)."""
+    from features.config import FeatureConfig
+    from features.offline import transactions_from_frame
+    from state.batch import SourceRecord
+    from state.redis_client import redis_client
+    from state.redis_store import RedisFeatureStore
+
+    txns = list(transactions_from_frame(frame))
+    client = redis_client(settings)
+    namespace = f"bstate{uuid.uuid4().hex[:8]}"
+    store = RedisFeatureStore(client, namespace, FeatureConfig.from_settings(settings.features), partitions=1)
+    rows, offset = [], 0
+    try:
+        for size in sizes:
+            times = []
+            for _ in range(max(3, min(30, 4000 // size))):
+                chunk = [SourceRecord(0, offset + i, t) for i, t in enumerate(txns[offset % len(txns):][:size])]
+                if len(chunk) < size:
+                    offset = 0
+                    continue
+                t0 = time.perf_counter()
+                batch = store.prepare_batch(chunk)
+                store.commit_batch(batch, [b"x" * 300] * len(chunk))
+                times.append(time.perf_counter() - t0)
+                offset += size
+            median = float(np.median(times))
+            rows.append({"batch": size, "ms_per_batch": round(median * 1000, 3),
+                         "events_per_s": round(size / median)})
+    finally:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        for lo in range(0, len(keys), 1000):
+            client.unlink(*keys[lo : lo + 1000])
+        client.close()
+    return rows
+
+
+def scoring(registry: Path, sizes: tuple[int, ...] = SCORING_SIZES) -> dict[str, Any]:
+    """One model call per batch: MLP by NumPy matrix products (the CPU path), MLP through a tf.function of the
+    Keras model (the GPU path; on this machine TensorFlow runs it on the CPU), and the stacking ensemble."""
+    from bench.machine import gpu_note
+    from features.spec import FEATURE_NAMES
+    from models.registry import ModelRegistry
+
+    numpy_model = ModelRegistry(registry).load(device="cpu")
+    compiled_model = ModelRegistry(registry).load(device="gpu")  # tf.function path, wherever TF places it
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(1.0, 1.0, size=(max(sizes), len(FEATURE_NAMES))))
+    paths: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "mlp_numpy": lambda x: numpy_model.score(x, "mlp"),
+        "mlp_compiled": lambda x: compiled_model.score(x, "mlp"),
+        "stack": lambda x: numpy_model.score(x, "stack"),
+    }
+    rows = []
+    for size in sizes:
+        row: dict[str, Any] = {"batch": size}
+        for name, fn in paths.items():
+            batch = X[:size]
+            fn(batch)  # warm: tf.function traces once per shape
+            seconds = _best_of(partial(fn, batch), 20, budget_s=1.5)
+            row[f"{name}_ms"] = round(seconds * 1000, 3)
+            row[f"{name}_rows_per_s"] = round(size / seconds)
+        rows.append(row)
+    return {"device": compiled_model.device, "gpu": gpu_note(), "rows": rows}
+
+
+def offline_features(frame: pd.DataFrame) -> dict[str, Any]:
+    from features.config import FeatureConfig
+    from features.offline import build_features
+
+    t0 = time.perf_counter()
+    out = build_features(frame, None, FeatureConfig())
+    seconds = time.perf_counter() - t0
+    return {"rows": len(out), "seconds": round(seconds, 2), "rows_per_s": round(len(out) / seconds)}
+
+
+def training(history: pd.DataFrame, registry: Path, models: tuple[str, ...] = TRAIN_MODELS) -> dict[str, Any]:
+    """Fit time per model on one prequential fold of small simulated data; publishes the MLP + stack bundle."""
+    from features.config import FeatureConfig
+    from models.registry import ModelRegistry
+    from training.config import training_config
+    from training.pipeline import run_training
+
+    cfg = training_config({
+        "models": list(models),
+        "model_params": {k: v for k, v in TRAIN_PARAMS.items() if k in models},
+        "prequential": {"train_days": 14, "delay_days": 7, "test_days": 7, "n_folds": 1},
+        "alerts_per_day": 40,
+    })
+    t0 = time.perf_counter()
+    report = run_training(history, cfg, FeatureConfig(), registry=ModelRegistry(registry), force=True)
+    fold = report["folds"][0]
+    return {
+        "rows": report["rows"], "frauds": report["frauds"], "total_s": round(time.perf_counter() - t0, 1),
+        "fit_seconds": {k: round(v, 2) for k, v in fold["fit_seconds"].items()},
+        "average_precision": {k: round(v["average_precision"], 3) for k, v in report["mean_metrics"].items()
+                              if "average_precision" in v},
+        "version": report["version"],
+    }
