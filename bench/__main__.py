@@ -18,17 +18,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-SECTIONS = ("training", "stages", "e2e")
+SECTIONS = ("training", "stages", "e2e", "soak")
+DEFAULT_SECTIONS = ("training", "stages", "e2e")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma list of {', '.join(SECTIONS)} (soak is not in the default)")
     parser.add_argument("--engines", default="kafka,faust")
     parser.add_argument("--events", type=int, default=30_000, help="backlog size of the max runs")
     parser.add_argument("--rates", default="0.1,0.5,0.9", help="paced runs, fractions of each engine's max")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--soak-rate", type=float, default=None,
+                        help="events/s of the soak (default: half the kafka engine's max of this run, else 500)")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -61,6 +66,24 @@ def ensure_model(registry: Path) -> dict[str, Any] | None:
         return None
     say("training the bench model (MLP + stack) on small simulated data")
     return training(simulate(600, 28, date(2024, 1, 1), 7), registry)
+
+
+def soak(base: Any, traffic: pd.DataFrame, args: argparse.Namespace, e2e: dict[str, Any] | None) -> dict[str, Any]:
+    from bench.e2e import E2EContext
+    from bench.soak import run_soak
+
+    rate = args.soak_rate
+    if rate is None:
+        runs = (e2e or {}).get("runs", [])
+        maxima = [r["events_per_s"] for r in runs if r["engine"] == "kafka" and r["mode"] == "max"]
+        rate = maxima[0] / 2 if maxima else 500.0
+    say(f"soak: kafka engine at {rate:,.0f} events/s for {args.soak_seconds:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        ctx = E2EContext(base, traffic, Path(tmp))
+        try:
+            return run_soak(ctx.isolated("soak"), traffic, "kafka", rate, args.soak_seconds, Path(tmp))
+        finally:
+            ctx.cleanup()
 
 
 def say(line: str) -> None:
@@ -107,6 +130,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result["e2e"] = run_e2e(ctx, args.engines, args.events, args.rates, args.paced_seconds, say)
                 finally:
                     ctx.cleanup()
+        if "soak" in args.sections:
+            result["soak"] = soak(base, traffic, args, result.get("e2e"))
     finally:
         if stack.started:
             down(base)

@@ -107,6 +107,13 @@ def markdown(result: dict[str, Any]) -> str:
                           r["stack_rows_per_s"]] for r in sc["rows"]])
         f = stages["offline_features"]
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
+    soak = result.get("soak")
+    if soak:
+        lines += ["## Soak", "", f"{soak['engine']} engine, {soak['rate']:,.0f} events/s for {soak['seconds']:.0f} s "
+                  f"({soak['scored']:,} of {soak['events']:,} scored, {soak['duplicates']} duplicates): RSS "
+                  f"{soak['rss_start_mib']} -> {soak['rss_end_mib']} MiB after warm-up, slope "
+                  f"{soak['rss_slope_mib_per_min']} MiB/min (bound {soak['slope_bound_mib_per_min']}: a "
+                  f"64-byte-per-event leak): {'flat' if soak['flat'] else 'GROWING'}.", ""]
     train = result.get("training")
     if train:
         lines += ["## Training (one prequential fold, small simulated data)", "",
