@@ -51,7 +51,7 @@ def backtest(
     report_dir: Path = typer.Option(Path("reports/backtest"), "--report-dir", help="Where the report goes."),
     fast: bool = typer.Option(False, "--fast", help="Skip Kafka: the same core and Redis store, batches fed directly."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run's Redis keys and topics (for inspection)."),
-    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Events per StreamProcessor.process call."),
+    batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Events per StreamProcessor.process call."),
     partitions: int | None = typer.Option(None, "--partitions", min=1, help="Partitions of the run's topics."),
 ) -> None:
     """Replay history through the real pipeline (isolated Redis namespace, topics and group) and report."""

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from fraudstream.errors import InputError
+
+if TYPE_CHECKING:
+    from bankbus.importer import ColumnMapping
 
 HANDBOOK_MARKERS = ("TX_DATETIME", "TERMINAL_ID", "CUSTOMER_ID", "TX_AMOUNT")
 FOLDER_GLOB = "transactions_*.parquet"
@@ -40,15 +44,13 @@ def history_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_raw(files: list[Path]) -> pd.DataFrame:
+def _read_raw(files: list[Path]) -> tuple[pd.DataFrame, list[set[str]]]:
+    """The files concatenated (union of columns) and each file's own column set."""
     from bankbus.importer import read_source
 
     frames = [read_source(f) for f in files]
-    first = list(frames[0].columns)
-    for f, frame in zip(files[1:], frames[1:], strict=True):
-        if list(frame.columns) != first:
-            raise InputError(f"{f}: its columns differ from {files[0].name}'s; the folder must hold one format")
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    columns = [set(map(str, frame.columns)) for frame in frames]
+    return (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)), columns
 
 
 def load_history(
@@ -65,7 +67,7 @@ def load_history(
     from bankbus.importer import FORMATS, ColumnMapping, import_frame
 
     files = history_files(path)
-    raw = _read_raw(files)
+    raw, file_columns = _read_raw(files)
     if fmt is None and mapping_file is None and all(c in raw.columns for c in HANDBOOK_MARKERS):
         fmt = "handbook"
     if fmt is not None and fmt not in FORMATS:
@@ -77,6 +79,7 @@ def load_history(
         if mapping_file is not None:
             loaded = ColumnMapping.from_file(mapping_file)
             mapping = replace(loaded, columns={**mapping.columns, **loaded.columns})
+    mapping = _usable_mapping(mapping, files, file_columns)
     result = import_frame(raw, mapping, where=str(path))
     frame = result.frame
     if "is_fraud" not in frame.columns or frame["is_fraud"].isna().all():
@@ -90,6 +93,19 @@ def load_history(
         raise InputError(f"{path}: no transactions in the range {_range_text(start, end)}")
     frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
     return History(frame, str(path), duplicates, len(result.rejects))
+
+
+def _usable_mapping(mapping: ColumnMapping, files: list[Path], file_columns: list[set[str]]) -> ColumnMapping:
+    """The answer key (fraud_scenario) is optional; every other mapped column must be in every file."""
+    from dataclasses import replace
+
+    everywhere = set.intersection(*file_columns)
+    columns = {k: v for k, v in mapping.columns.items() if k != "fraud_scenario" or v in everywhere}
+    for f, have in zip(files, file_columns, strict=True):
+        absent = sorted(v for v in columns.values() if v not in have)
+        if absent:
+            raise InputError(f"{f}: lacks column(s) {', '.join(absent)} that the other input files have")
+    return replace(mapping, columns=columns)
 
 
 def _canonical_present(raw: pd.DataFrame) -> list[str]:

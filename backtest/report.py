@@ -24,7 +24,7 @@ HEADLINE = (
     ("alerts/day", "alerts_per_day", 1),
     ("detect h (median)", "detection_hours_median", 1),
     ("detect h (p90)", "detection_hours_p90", 1),
-    ("missed cards", "missed_cards", 0),
+    ("missed / fraud cards", "missed_cards", 0),
 )
 
 
@@ -88,8 +88,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "AP / AUC / CP@100 as training/evaluation.py computes them; precision, recall, F1 and alerts/day from the "
         "alerts the stream raised; *offline AP* = the training module's batch path (offline features, same model) "
-        "on the same window; detect h = hours from a card's first fraud to its first alert (detected cards only; "
-        "missed cards counted apart).",
+        "on the same window; detect h = hours from a card's first fraud in the window to its first alert at or after "
+        "it (detected cards only); missed = fraudulent cards never alerted in the window.",
         "",
         "![PR and ROC](pr_roc.png)",
         "![alerts per day](alerts_per_day.png)",
@@ -108,6 +108,9 @@ def _row(name: str, window: str, m: dict[str, Any]) -> str:
     cells = []
     for _, key, digits in HEADLINE:
         value = m.get(key)
+        if key == "missed_cards" and value is not None:
+            cells.append(f"{value:.0f} / {m.get('fraud_cards', 0):.0f}")
+            continue
         cells.append(
             "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
         )

@@ -49,7 +49,7 @@ class BacktestOptions:
     label_delay_days: float = 7.0
     fast: bool = False
     keep: bool = False
-    batch_size: int = 5000
+    batch_size: int = 20_000
     partitions: int | None = None
     run_id: str | None = None
 
