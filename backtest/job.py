@@ -27,6 +27,7 @@ def scores_table(prep: Prepared, scores: pd.DataFrame) -> pd.DataFrame:
     table = table.merge(scores, on="transaction_id", how="left", validate="one_to_one")
     table["alerted"] = table["alerted"].fillna(False).astype(bool)
     table["label"] = table["label"].astype("int8")
+    table["timestamp"] = table["timestamp"].dt.as_unit("ns")
     return table.loc[:, list(SCORE_COLUMNS)].reset_index(drop=True)
 
 
