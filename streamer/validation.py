@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -13,6 +14,10 @@ from streamer.outputs import OutputMessage, contract_headers
 
 if TYPE_CHECKING:
     from streamer.core import RawRecord
+
+#: Larger originals are cut in the DLQ record, so that it fits Kafka's default 1 MB record limit after base64
+#: (a 1 MB letter would abort every transaction of its batch: a crash loop); the whole record stays in its topic.
+MAX_DLQ_ORIGINAL_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,16 +73,25 @@ def decode_label(value: bytes | None) -> Label | DecodeFailure:
 
 
 def dead_letter(record: RawRecord, failure: DecodeFailure, now: datetime, dlq_topic: str) -> OutputMessage:
-    """The DLQ message for a record: original bytes, key, headers, position and the error."""
+    """The DLQ message for a record: original bytes (the first MAX_DLQ_ORIGINAL_BYTES), key, headers, position
+    and the error."""
+    value, message = record.value, failure.message
+    if value is not None and len(value) > MAX_DLQ_ORIGINAL_BYTES:
+        message = (
+            f"original value of {len(value):,} bytes (sha256 {hashlib.sha256(value).hexdigest()}) cut to its first "
+            f"{MAX_DLQ_ORIGINAL_BYTES:,}; the whole record stays at {record.topic}[{record.partition}]@"
+            f"{record.offset}; {message}"
+        )
+        value = value[:MAX_DLQ_ORIGINAL_BYTES]
     letter = DeadLetter.from_record(
-        value=record.value,
+        value=value,
         key=record.key,
         headers=record.headers,
         topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         error_class=failure.error_class,
-        error_message=failure.message,
+        error_message=message,
         seen_at=now,
     )
     value = letter.model_dump_json().encode()
