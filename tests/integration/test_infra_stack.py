@@ -12,6 +12,18 @@ from tests.cli_helpers import run_cli
 pytestmark = pytest.mark.integration
 
 
+def _free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (other suites may run beside this one)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def _env(tmp_path: Path, kafka: int, controller: int, redis: int) -> dict[str, str]:
     return {
         "FRAUD_EMBEDDED__STATE_DIR": str(tmp_path / "state"),
@@ -24,12 +36,13 @@ def _env(tmp_path: Path, kafka: int, controller: int, redis: int) -> dict[str, s
 
 def test_up_twice_status_down_lifecycle(tmp_path: Path, stack_settings: object) -> None:
     # stack_settings first: the Kafka jars are resolved once into the shared test stack; reuse is by pom digest.
-    env = _env(tmp_path, 39092, 39093, 36379)
+    kafka, controller, redis = _free_ports(3)
+    env = _env(tmp_path, kafka, controller, redis)
     try:
         first = run_cli("up", env=env)
         assert first.code == 0, first.err
-        assert "started embedded broker on 127.0.0.1:39092" in first.out
-        assert "started redis-server on 127.0.0.1:36379" in first.out
+        assert f"started embedded broker on 127.0.0.1:{kafka}" in first.out
+        assert f"started redis-server on 127.0.0.1:{redis}" in first.out
         assert "topic transactions: created" in first.out
 
         second = run_cli("up", env=env)
@@ -40,7 +53,7 @@ def test_up_twice_status_down_lifecycle(tmp_path: Path, stack_settings: object) 
 
         healthy = run_cli("status", env=env)
         assert healthy.code == 0
-        assert "kafka: answering on 127.0.0.1:39092" in healthy.out
+        assert f"kafka: answering on 127.0.0.1:{kafka}" in healthy.out
         assert (tmp_path / "state" / "kafka" / "kafka.pid").exists()
     finally:
         stopped = run_cli("down", env=env)
@@ -62,7 +75,7 @@ def test_taken_port_gives_one_clear_line(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        env = _env(tmp_path, 39192, 39193, port)
+        env = _env(tmp_path, *_free_ports(2), port)
         env["FRAUD_KAFKA__BOOTSTRAP_SERVERS"] = "127.0.0.1:29092"  # only redis is embedded here
         result = run_cli("up", env=env)
     assert result.code == 2
@@ -74,7 +87,7 @@ def test_taken_port_gives_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_unreachable_external_broker_starts_nothing(tmp_path: Path) -> None:
-    env = _env(tmp_path, 39292, 39293, 39379)
+    env = _env(tmp_path, *_free_ports(3))
     env["FRAUD_KAFKA__BOOTSTRAP_SERVERS"] = "127.0.0.1:1"
     env["FRAUD_REDIS__URL"] = "redis://127.0.0.1:2/0"
     env["FRAUD_EMBEDDED__START_TIMEOUT_S"] = "3"
