@@ -45,6 +45,9 @@ def backtest(
     first_test_start: str | None = typer.Option(None, "--first-test-start", help="Start of the first test window."),
     warmup_days: int | None = typer.Option(None, "--warmup-days", help="History days before the first training."),
     config: Path | None = typer.Option(None, "--config", help="Training config YAML for walk-forward folds."),
+    train_inline: bool = typer.Option(
+        False, "--train-inline", help="Train each fold in this process when needed (default: a forked process)."
+    ),
     label_delay: float = typer.Option(
         7.0, "--label-delay", help="Days after a transaction its label enters the stream."
     ),
@@ -89,6 +92,7 @@ def backtest(
         first_test_start=_when(first_test_start, "--first-test-start"),
         warmup_days=warmup_days,
         config=config,
+        train_inline=train_inline,
         label_delay_days=label_delay,
         fast=fast,
         keep=keep,

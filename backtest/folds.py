@@ -29,7 +29,7 @@ Say = Callable[[str], None]
 class FoldModel:
     window: FoldWindow
     version: str
-    model: Any  # models.loaded.LoadedModel
+    model: Any  # models.loaded.LoadedModel, loaded by whoever uses the fold (None until then)
     threshold: float
     train_rows: int = 0
     train_frauds: int = 0
@@ -57,52 +57,65 @@ def _scorer_scores(scores: dict[str, np.ndarray], scorer: str, cfg: TrainingConf
     return blend_w * scores["mlp"] + (1.0 - blend_w) * scores[cfg.stack_scorer_model]
 
 
-def train_folds(
-    history: pd.DataFrame,
-    windows: list[FoldWindow],
-    cfg: TrainingConfig,
-    feature_cfg: Any,
-    registry: ModelRegistry,
-    *,
-    scorer: str,
-    blend_mlp_weight: float,
-    say: Say,
-) -> list[FoldModel]:
-    """Train, threshold and publish one version per fold (to the backtest's private registry)."""
-    from models.registry import running_feature_spec_hash
-    from training.evaluation import metrics
-    from training.pipeline import _scores, build_bundle, feature_dataset, fit_fold
+class FoldTrainer:
+    """Offline features of the whole history (built once), then one trained, thresholded, published model per fold."""
 
-    cfg = cfg.model_copy(update={"models": scorer_models(cfg, scorer), "dedup": False})
-    say(f"building offline features for {len(history):,} transactions")
-    data = feature_dataset(history, cfg, feature_cfg)
-    if len(data.y) != len(history) or not np.array_equal(data.cards, history["user_id"].astype(str).to_numpy()):
-        raise InputError("offline features came back in another row order than the history; report this as a bug")
-    tids = history["transaction_id"].astype(str).to_numpy()
-    spec = running_feature_spec_hash()
-    out = []
-    for w in windows:
+    def __init__(
+        self,
+        history: pd.DataFrame,
+        cfg: TrainingConfig,
+        feature_cfg: Any,
+        registry: ModelRegistry,
+        *,
+        scorer: str,
+        blend_mlp_weight: float,
+        say: Say,
+    ) -> None:
+        from models.registry import running_feature_spec_hash
+        from training.pipeline import feature_dataset
+
+        self.cfg = cfg.model_copy(update={"models": scorer_models(cfg, scorer), "dedup": False})
+        self.registry = registry
+        self.scorer = scorer
+        self.blend_mlp_weight = blend_mlp_weight
+        self.say = say
+        say(f"building offline features for {len(history):,} transactions")
+        self.data = feature_dataset(history, self.cfg, feature_cfg)
+        users = history["user_id"].astype(str).to_numpy()
+        if len(self.data.y) != len(history) or not np.array_equal(self.data.cards, users):
+            raise InputError("offline features came back in another row order than the history; report this as a bug")
+        self.tids = history["transaction_id"].astype(str).to_numpy()
+        self.spec = running_feature_spec_hash()
+
+    def _scores(self, fitted: Any, idx: np.ndarray) -> np.ndarray:
+        from training.pipeline import _scores
+
+        return _scorer_scores(_scores(fitted, self.data, idx), self.scorer, self.cfg, self.blend_mlp_weight)
+
+    def train(self, w: FoldWindow) -> FoldModel:
+        """Train on the fold's training window, pick its threshold, publish it; `model` is left for the caller."""
+        from training.evaluation import metrics
+        from training.pipeline import build_bundle, fit_fold
+
         assert w.train_start is not None and w.train_end is not None
+        cfg, data = self.cfg, self.data
         train_idx = _rows(data.timestamps, w.train_start, w.train_end)
         if len(train_idx) == 0:
             raise InputError(f"fold {w.name}: no transactions in its training window {w.train_start}..{w.train_end}")
-        say(
-            f"fold {w.index + 1}/{len(windows)} ({w.name}): training {', '.join(cfg.models)} on {len(train_idx):,} rows"
-        )
+        self.say(f"fold {w.index + 1} ({w.name}): training {', '.join(cfg.models)} on {len(train_idx):,} rows")
         began = time.perf_counter()
         fitted = fit_fold(data, train_idx, cfg)
         fit_s = time.perf_counter() - began
         delay_idx = _rows(data.timestamps, w.train_end, w.test_start)
         # an alert budget needs no labels: the delay window's scores are known before the test window opens
         basis = delay_idx if len(delay_idx) and cfg.threshold_policy == "alert_budget" else train_idx
-        basis_scores = _scorer_scores(_scores(fitted, data, basis), scorer, cfg, blend_mlp_weight)
-        threshold = _threshold(data.y[basis], basis_scores, data.days[basis], cfg)
-        train_scores = _scorer_scores(_scores(fitted, data, train_idx), scorer, cfg, blend_mlp_weight)
-        in_sample = metrics(data.y[train_idx], train_scores, threshold)
-        thresholds = {"mlp": threshold, "blend": threshold, cfg.stack_scorer_model: threshold}
-        bundle = build_bundle(fitted, data, thresholds, cfg, spec)
-        bundle.blend_mlp_weight = blend_mlp_weight
-        version = registry.publish(
+        threshold = _threshold(data.y[basis], self._scores(fitted, basis), data.days[basis], cfg)
+        in_sample = metrics(data.y[train_idx], self._scores(fitted, train_idx), threshold)
+        bundle = build_bundle(
+            fitted, data, {"mlp": threshold, "blend": threshold, cfg.stack_scorer_model: threshold}, cfg, self.spec
+        )
+        bundle.blend_mlp_weight = self.blend_mlp_weight
+        version = self.registry.publish(
             bundle,
             metrics={"average_precision": in_sample["average_precision"], "in_sample": True},
             holdout_id=f"backtest-train-{w.name}",
@@ -111,24 +124,15 @@ def train_folds(
             promote=False,
             extra={"backtest_fold": w.as_dict(), "threshold_basis": "delay window alert budget"},
         )
-        fold = FoldModel(
-            w, version, registry.load(version), threshold, len(train_idx), int(data.y[train_idx].sum()), fit_s
-        )
+        fold = FoldModel(w, version, None, threshold, len(train_idx), int(data.y[train_idx].sum()), fit_s)
         test_idx = _rows(data.timestamps, w.test_start, w.test_end)
         if len(test_idx):
-            offline = _scorer_scores(_scores(fitted, data, test_idx), scorer, cfg, blend_mlp_weight)
-            fold.offline_scores = pd.Series(offline, index=tids[test_idx])
+            offline = self._scores(fitted, test_idx)
+            fold.offline_scores = pd.Series(offline, index=self.tids[test_idx])
             if data.y[test_idx].any():
-                fold.offline_metrics = metrics(
-                    data.y[test_idx],
-                    offline,
-                    threshold,
-                    data.days[test_idx],
-                    data.cards[test_idx],
-                    cfg.card_precision_k,
-                )
-        out.append(fold)
-    return out
+                y, days, cards = data.y[test_idx], data.days[test_idx], data.cards[test_idx]
+                fold.offline_metrics = metrics(y, offline, threshold, days, cards, cfg.card_precision_k)
+        return fold
 
 
 def _threshold(y: np.ndarray, scores: np.ndarray, days: np.ndarray, cfg: TrainingConfig) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from backtest.folds import FoldModel
 from backtest.isolation import drop_kafka_names, drop_redis_namespace, isolated_settings, new_run_id
 from backtest.replay import ReplayStats
 from backtest.report import SCORE_COLUMNS, fold_table, write_report
@@ -54,10 +55,10 @@ def run_backtest(
     began = time.perf_counter()
     clock = clock or SystemClock()
     run_id = opts.run_id or new_run_id(clock.now())
-    prep = prepare(settings, opts, say)
     isolated = isolated_settings(
         settings, run_id, partitions=opts.partitions or settings.topics.partitions, batch_size=opts.batch_size
     )
+    prep = prepare(settings, opts, say)
     say(f"replaying through the stream core ({'fast' if opts.fast else 'kafka'}) as run {run_id}")
     try:
         scores, stats = stream_scores(
@@ -69,12 +70,20 @@ def run_backtest(
             on_total=on_total,
             advance=advance,
         )
+        fold_models = prep.fold_models()
     finally:
+        prep.close()
         removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
     say("computing metrics and writing the report")
     table = scores_table(prep, scores)
-    report = assemble(settings, opts, run_id, prep, table, stats, removed)
-    report["timings"] = {**prep.timings, "replay_s": stats.seconds, "total_s": time.perf_counter() - began}
+    report = assemble(settings, opts, run_id, prep, fold_models, table, stats, removed)
+    fit_s = sum(f.fit_seconds for f in fold_models)
+    report["timings"] = {
+        **prep.timings,
+        **({"fold_training_s": fit_s} if fold_models else {}),
+        "replay_s": stats.seconds,
+        "total_s": time.perf_counter() - began,
+    }
     written = write_report(opts.report_dir, table, report)
     return report, written
 
@@ -84,6 +93,7 @@ def assemble(
     opts: BacktestOptions,
     run_id: str,
     prep: Prepared,
+    fold_models: list[FoldModel],
     table: pd.DataFrame,
     stats: ReplayStats,
     removed: dict[str, Any],
@@ -91,13 +101,9 @@ def assemble(
     frame = prep.history.frame
     folds = []
     for k, w in enumerate(prep.windows):
-        entry: dict[str, Any] = {
-            **w.as_dict(),
-            "threshold": prep.thresholds[k],
-            "model_version": prep.models[k].version,
-        }
-        if prep.fold_models:
-            fm = prep.fold_models[k]
+        entry: dict[str, Any] = {**w.as_dict(), "threshold": prep.threshold(k), "model_version": prep.model(k).version}
+        if fold_models:
+            fm = fold_models[k]
             entry |= {"train_rows": fm.train_rows, "train_frauds": fm.train_frauds, "fit_s": round(fm.fit_seconds, 1)}
             entry["offline_metrics"] = fm.offline_metrics
             joined = table[table["fold"] == k].set_index("transaction_id")["score"]
@@ -113,9 +119,7 @@ def assemble(
             "run_id": run_id,
             "input": prep.history.source,
             "mode": "fast" if opts.fast else "kafka",
-            "models": f"walk-forward ({len(prep.windows)} folds)"
-            if prep.fold_models
-            else f"registry {prep.models[0].version}",
+            "models": f"walk-forward ({len(prep.windows)} folds)" if fold_models else f"registry {prep.fixed.version}",
             "scorer": settings.streamer.scorer,
             "label_delay_days": opts.label_delay_days,
             "feature_label_delay_days": settings.features.label_delay_days,

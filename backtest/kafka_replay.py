@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 from backtest.events import LABEL, EventStream
-from backtest.replay import Advance, ReplayStats, ScoreSink, Segment, SwitchableModels
+from backtest.replay import Advance, ModelOf, ReplayStats, ScoreSink, Segment, SwitchableModels
 from fraudstream.errors import InfraError
 from fraudstream.settings import Settings
 from streamer.core import RawRecord, StreamProcessor
@@ -92,6 +92,7 @@ def replay_kafka(
     switch: SwitchableModels,
     plan: list[Segment],
     sink: ScoreSink,
+    model_of: ModelOf,
     *,
     label_delay_ns: int,
     advance: Advance | None = None,
@@ -114,7 +115,7 @@ def replay_kafka(
     try:
         for seg in plan:
             runner.wait_for(produced, timeout_s)  # the engine is idle: safe to switch the model
-            switch.use(seg.model)
+            switch.use(stats.model(model_of, seg.fold))
             for lo, hi in _slices(stream, seg, slice_ns):
                 records = stream.records(lo, hi)
                 labels = [r for r, k in zip(records, stream.kinds[lo:hi], strict=True) if k == LABEL]

@@ -52,15 +52,18 @@ class FixedClock:
         return time.monotonic()
 
 
+ModelOf = Callable[[int], ScoringModel]
+
+
 @dataclass(frozen=True)
 class Segment:
     lo: int  # event positions [lo, hi)
     hi: int
-    model: ScoringModel
+    fold: int  # whose model scores it
     keep: bool  # inside an assessed window: keep its scores
 
 
-def segments(stream: EventStream, windows: list[FoldWindow], models: list[ScoringModel]) -> list[Segment]:
+def segments(stream: EventStream, windows: list[FoldWindow]) -> list[Segment]:
     """Cut the stream at every window start and end; nothing after the last window is replayed."""
     cuts = sorted(
         {0, *(stream.index_at(w.test_start) for w in windows), *(stream.index_at(w.test_end) for w in windows)}
@@ -70,9 +73,8 @@ def segments(stream: EventStream, windows: list[FoldWindow], models: list[Scorin
     out = []
     for lo, hi in pairwise(cuts):
         active = [k for k, s in enumerate(starts) if s <= lo]
-        model = models[active[-1]] if active else models[0]
         keep = any(s <= lo and hi <= e for s, e in zip(starts, ends, strict=True))
-        out.append(Segment(lo, hi, model, keep))
+        out.append(Segment(lo, hi, active[-1] if active else 0, keep))
     return out
 
 
@@ -110,7 +112,14 @@ class ReplayStats:
     replayed: int = 0
     alerts: int = 0
     seconds: float = 0.0
+    model_wait_s: float = 0.0  # time spent waiting for a fold's model (training in the background), not replaying
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, model_of: ModelOf, fold: int) -> ScoringModel:
+        began = time.perf_counter()
+        model = model_of(fold)
+        self.model_wait_s += time.perf_counter() - began
+        return model
 
     def add(self, counts: BatchCounts) -> None:
         self.transactions += counts.events
@@ -122,7 +131,8 @@ class ReplayStats:
 
     @property
     def events_per_s(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else float("nan")
+        busy = self.seconds - self.model_wait_s
+        return self.events / busy if busy > 0 else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +145,7 @@ class ReplayStats:
             "replayed": self.replayed,
             "alerts": self.alerts,
             "seconds": round(self.seconds, 2),
+            "model_wait_s": round(self.model_wait_s, 2),
             "events_per_s": round(self.events_per_s, 1),
             **self.extra,
         }
@@ -146,6 +157,7 @@ def replay_fast(
     switch: SwitchableModels,
     plan: list[Segment],
     sink: ScoreSink,
+    model_of: ModelOf,
     *,
     batch_size: int,
     advance: Advance | None = None,
@@ -154,7 +166,7 @@ def replay_fast(
     stats = ReplayStats("fast")
     began = time.perf_counter()
     for seg in plan:
-        switch.use(seg.model)
+        switch.use(stats.model(model_of, seg.fold))
         for lo in range(seg.lo, seg.hi, batch_size):
             hi = min(lo + batch_size, seg.hi)
             result = processor.process(stream.records(lo, hi))

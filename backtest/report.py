@@ -76,7 +76,8 @@ def markdown(report: dict[str, Any]) -> str:
     for stats in report["replay"]:
         lines.append(
             f"- replay ({stats['mode']}): {stats['events']:,} events ({stats['transactions']:,} transactions, "
-            f"{stats['labels']:,} labels) in {stats['seconds']:.1f} s = **{stats['events_per_s']:,.0f} events/s**"
+            f"{stats['labels']:,} labels) in {stats['seconds'] - stats['model_wait_s']:.1f} s = "
+            f"**{stats['events_per_s']:,.0f} events/s** (plus {stats['model_wait_s']:.1f} s waiting for fold models)"
         )
     lines += ["", "## Headline", "", "| fold | window | n | frauds | " + " | ".join(h for h, _, _ in HEADLINE) + " |"]
     lines.append("|---" * (len(HEADLINE) + 4) + "|")

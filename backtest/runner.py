@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.events import EventStream
+from backtest.fold_source import FoldSource
 from backtest.folds import FoldModel
 from backtest.inputs import History
 from backtest.replay import FixedClock, ReplayStats, ScoreSink, SwitchableModels, replay_fast, segments
@@ -40,6 +41,7 @@ class BacktestOptions:
     assess_end: datetime | None = None
     protocol: str | None = None  # "handbook"
     train_days: int | None = None
+    train_inline: bool = False  # train folds in this process before each is needed (default: a forked process)
     delay_days: int = 7
     test_days: int = 7
     folds: int | None = None
@@ -56,14 +58,30 @@ class BacktestOptions:
 
 @dataclass
 class Prepared:
-    """Everything before the replay: history, windows and one model (and threshold) per window."""
+    """Everything before the replay: history, windows, and where each window's model comes from (one registry
+    version for all, or the walk-forward folds, trained while the replay runs)."""
 
     history: History
     windows: list[FoldWindow]
-    models: list[Any]
-    thresholds: list[float]
-    fold_models: list[FoldModel] = field(default_factory=list)
+    fixed: Any = None  # models.loaded.LoadedModel for --model
+    fixed_threshold: float = float("nan")
+    folds: FoldSource | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def model(self, k: int) -> Any:
+        if self.folds is None:
+            return self.fixed
+        return self.folds.get(k).model
+
+    def threshold(self, k: int) -> float:
+        return self.fixed_threshold if self.folds is None else self.folds.get(k).threshold
+
+    def fold_models(self) -> list[FoldModel]:
+        return [] if self.folds is None else [self.folds.get(k) for k in range(len(self.windows))]
+
+    def close(self) -> None:
+        if self.folds is not None:
+            self.folds.close()
 
 
 def load_input(settings: Settings, opts: BacktestOptions) -> History:
@@ -143,17 +161,17 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
         assessed_rows(history.frame, windows)
         if scorer not in model.thresholds:
             raise ConfigError(f"model {version} has no '{scorer}' scorer; set FRAUD_STREAMER__SCORER to one it has")
-        return Prepared(history, windows, [model], [float(model.thresholds[scorer])], timings=timings)
-    from backtest.folds import train_folds
+        return Prepared(history, windows, model, float(model.thresholds[scorer]), timings=timings)
+    from backtest.fold_source import ForkedFolds, InlineFolds
+    from backtest.folds import FoldTrainer
     from features.config import FeatureConfig
     from training.config import load_training_config
 
     windows = plan_windows(history.frame, opts, None)
     assessed_rows(history.frame, windows)
     t1 = time.perf_counter()
-    folds = train_folds(
+    trainer = FoldTrainer(
         history.frame,
-        windows,
         load_training_config(opts.config),
         FeatureConfig.from_settings(settings.features),
         ModelRegistry(opts.report_dir / "registry"),
@@ -161,8 +179,13 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
         blend_mlp_weight=settings.streamer.blend_mlp_weight,
         say=say,
     )
-    timings["train_s"] = time.perf_counter() - t1
-    return Prepared(history, windows, [f.model for f in folds], [f.threshold for f in folds], folds, timings)
+    timings["features_s"] = time.perf_counter() - t1
+    if opts.train_inline:
+        source: FoldSource = InlineFolds(trainer, windows)
+    else:
+        say(f"training {len(windows)} folds in a background process while the replay runs")
+        source = ForkedFolds(trainer, windows, opts.report_dir / "registry" / "folds")
+    return Prepared(history, windows, folds=source, timings=timings)
 
 
 def stream_scores(
@@ -200,21 +223,29 @@ def stream_scores(
         partitions=settings.topics.partitions,
         label_partitions=settings.topics.partitions,
     )
-    switch = SwitchableModels(prep.models[0])
+    switch = SwitchableModels(prep.model(0))
     last = frame["timestamp"].iloc[-1].to_pydatetime()
     clock = FixedClock(last + timedelta(days=label_delay_days + 1))  # after every event: none is 'in the future'
     processor = StreamProcessor(settings, store, switch, clock)
-    plan = segments(stream, prep.windows, prep.models)
+    plan = segments(stream, prep.windows)
     sink = ScoreSink(settings.topics.scores)
     if on_total is not None:
         on_total(plan[-1].hi if plan else 0)
     if fast:
-        stats = replay_fast(stream, processor, switch, plan, sink, batch_size=batch_size, advance=advance)
+        stats = replay_fast(stream, processor, switch, plan, sink, prep.model, batch_size=batch_size, advance=advance)
     else:
         from backtest.kafka_replay import replay_kafka
 
         stats = replay_kafka(
-            stream, settings, processor, switch, plan, sink, label_delay_ns=int(delay.value), advance=advance
+            stream,
+            settings,
+            processor,
+            switch,
+            plan,
+            sink,
+            prep.model,
+            label_delay_ns=int(delay.value),
+            advance=advance,
         )
     stats.extra["store"] = {k: v for k, v in store.counters.items()}
     client.close()
