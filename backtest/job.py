@@ -16,6 +16,7 @@ from backtest.replay import ReplayStats
 from backtest.report import SCORE_COLUMNS, fold_table, write_report
 from backtest.runner import Advance, BacktestOptions, Prepared, Say, assessed_rows, prepare, stream_scores
 from fraudstream.clock import Clock, SystemClock
+from fraudstream.errors import FraudstreamError
 from fraudstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ def cleanup(settings: Settings, *, kafka: bool) -> dict[str, Any]:
         removed["topics"] = settings.topics.all_topics()
         removed["consumer_groups"] = [group]
     return removed
+
+
+def _cleanup_quietly(settings: Settings, *, kafka: bool) -> None:
+    """Cleanup after a failure: its own errors are logged, so they never hide the failure itself."""
+    try:
+        cleanup(settings, kafka=kafka)
+    except FraudstreamError as exc:
+        log.warning("backtest cleanup failed too (%s); remove %s:* by hand", exc, settings.redis.namespace)
 
 
 def run_backtest(
@@ -71,9 +80,13 @@ def run_backtest(
             advance=advance,
         )
         fold_models = prep.fold_models()
-    finally:
+    except BaseException:
         prep.close()
-        removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
+        if not opts.keep:
+            _cleanup_quietly(isolated, kafka=not opts.fast)
+        raise
+    prep.close()
+    removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
     say("computing metrics and writing the report")
     table = scores_table(prep, scores)
     report = assemble(settings, opts, run_id, prep, fold_models, table, stats, removed)
