@@ -33,6 +33,7 @@ class PartitionWrite:
     prune_below: int
     values: dict[str, bytes] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)  # non-replayed offsets, in record order
+    states: dict[str, object] = field(default_factory=dict)  # the decoded records behind `values`, for the cache
 
 
 @dataclass

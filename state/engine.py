@@ -6,6 +6,7 @@ compare-and-set on the partition's offset; everything else happens here, so both
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,11 @@ from features.state import MerchantFraudRecord, MerchantTxRecord, MerchantView, 
 from features.transform import fold_kernel, late_kernel, static_rows, user_kernel
 from fraudstream.errors import InputError
 from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord
+from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
 from state.keys import Keys, ttl_seconds
+
+Decoder = Callable[[bytes | None], object]
+MAX_KEY_NAMES = 200_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class KeyValueFeatureStore(ABC):
         self.label_partitions = partitions if label_partitions is None else label_partitions
         self.ttl_s = ttl_seconds(cfg)
         self._user_key = user_key or (lambda user_id: user_id)
+        self.cache = StateCache()
+        self._key_names: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.monotonic: Callable[[], float] = time.monotonic  # the clock TTLs run on (wall time, not event time)
         self.counters: dict[str, int] = {
             "late_events": 0,
             "replayed_events": 0,
@@ -71,6 +79,10 @@ class KeyValueFeatureStore(ABC):
         """Apply each commit atomically; raise StateStoreError naming any partition whose offset moved."""
 
     @abstractmethod
+    def _ttls(self, keys: list[str]) -> list[float]:
+        """Seconds each key has left before it expires (inf: never; 0 or less: gone), in one round trip."""
+
+    @abstractmethod
     def _sizes(self, pattern: str, limit: int) -> list[int]:
         """Bytes used by up to `limit` keys matching `pattern`."""
 
@@ -88,30 +100,41 @@ class KeyValueFeatureStore(ABC):
             self._check_partition(p, self.partitions, "transactions")
         user_keys = [keys.user(r.partition, self._user_key(r.txn.user_id)) for r in records]
         merchants = sorted({r.txn.merchant_id for r in records})
-        tx_keys = {(p, m): keys.merchant_tx(p, m) for m in merchants for p in range(self.partitions)}
-        fraud_keys = {(p, m): keys.merchant_fraud(p, m) for m in merchants for p in range(self.label_partitions)}
-        load = [keys.txn_offset(p) for p in parts] + sorted(set(user_keys)) + list(tx_keys.values())
-        load += list(fraud_keys.values())
-        wanted = {keys.outputs(p): [r.offset for r in records if r.partition == p] for p in parts}
-        values, cached = self._load(load, wanted)
-        raw = dict(zip(load, values, strict=True))
-        stored_offset = {p: _as_offset(raw[keys.txn_offset(p)]) for p in parts}
-        users = {k: UserState() if raw[k] is None else UserState.from_bytes(_b(raw[k])) for k in set(user_keys)}
-        tx_records = {k: _tx(raw[k]) for k in tx_keys.values()}
+        names = [self._merchant_keys(m) for m in merchants]
+        offsets = self._offsets(
+            {keys.txn_tag(p): keys.txn_offset(p) for p in range(self.partitions)}
+            | {keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)}
+        )
+        stored_offset = {p: offsets[keys.txn_tag(p)] for p in parts}
+        replays: dict[str, list[int]] = {}
+        for r in records:
+            last = stored_offset[r.partition]
+            if last is not None and r.offset <= last:
+                replays.setdefault(keys.outputs(r.partition), []).append(r.offset)
+        groups: list[tuple[str, list[str], Decoder]] = [
+            (keys.txn_tag(p), sorted({k for k, r in zip(user_keys, records, strict=True) if r.partition == p}), _user)
+            for p in parts
+        ]
+        groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names], _tx) for p in range(self.partitions)]
+        groups += [(keys.label_tag(p), [fr[p] for _, fr in names], _fraud) for p in range(self.label_partitions)]
+        states, cached = self._fetch(groups, replays)
+        users: dict[str, UserState] = {k: states[k] for k in set(user_keys)}  # type: ignore[misc]
+        tx_records: dict[str, MerchantTxRecord] = {k: states[k] for tx, _ in names for k in tx}  # type: ignore[misc]
         views = {
             m: MerchantView.merge(
-                [tx_records[tx_keys[(p, m)]] for p in range(self.partitions)],
-                [_fraud(raw[fraud_keys[(p, m)]]) for p in range(self.label_partitions)],
+                [tx_records[k] for k in tx],
+                [states[k] for k in fr],  # type: ignore[misc]
             )
-            for m in merchants
+            for m, (tx, fr) in zip(merchants, names, strict=True)
         }
+        tx_key_of = {m: tx for m, (tx, _) in zip(merchants, names, strict=True)}
         n = len(records)
         vectors = np.full((n, len(FEATURE_NAMES)), np.nan)
         vectors[:, : len(STATIC_NAMES)] = static_rows(fields, self.cfg)
         late = np.zeros(n, dtype=bool)
         replayed = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
-        cache_pos = {p: 0 for p in parts}
+        replayed_outputs = {key: iter(values) for key, values in cached.items()}
         writes: dict[int, PartitionWrite] = {}
         changed: dict[str, int] = {}
         cfg = self.cfg
@@ -119,13 +142,11 @@ class KeyValueFeatureStore(ABC):
         view_horizon = max((f.ts for f in fields), default=0) - cfg.delay_s
         for i, (rec, f, ukey) in enumerate(zip(records, fields, user_keys, strict=True)):
             p = rec.partition
-            cache = cached[keys.outputs(p)][cache_pos[p]]
-            cache_pos[p] += 1
             last = stored_offset[p]
             if last is not None and rec.offset <= last:
                 replayed[i] = True
                 vectors[i, :] = np.nan
-                outputs[i] = cache
+                outputs[i] = next(replayed_outputs[keys.outputs(p)])
                 continue
             write = writes.get(p)
             if write is None:
@@ -140,7 +161,7 @@ class KeyValueFeatureStore(ABC):
                 late[i] = True
                 continue
             users[ukey] = fold_kernel(user, f, cfg)
-            tkey = tx_keys[(p, merchant)]
+            tkey = tx_key_of[merchant][p]
             tx_records[tkey] = update_merchant_tx(tx_records[tkey], f.ts, cfg)
             if f.ts <= view_horizon:
                 views[merchant] = view_with_tx(views[merchant], f.ts)
@@ -149,6 +170,7 @@ class KeyValueFeatureStore(ABC):
         for key, p in sorted(changed.items()):
             value = users[key] if key in users else tx_records[key]
             writes[p].values[key] = value.to_bytes()
+            writes[p].states[key] = value
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += int(replayed.sum())
         return PreparedBatch(records, vectors, late, replayed, outputs, writes)
@@ -165,7 +187,9 @@ class KeyValueFeatureStore(ABC):
             for p, w in sorted(batch._writes.items())
         ]
         if commits:
-            self._commit(commits)
+            self._commit_cached(
+                [(self.keys.txn_tag(p), c) for p, c in zip(sorted(batch._writes), commits, strict=True)]
+            )
 
     def apply_labels(self, records: Sequence[LabelRecord]) -> int:
         records = list(records)
@@ -174,14 +198,14 @@ class KeyValueFeatureStore(ABC):
         for p in parts:
             self._check_partition(p, self.label_partitions, "labels")
         usable = [_usable(r) for r in records]
-        fkeys = sorted(
-            {keys.merchant_fraud(r.partition, _merchant(r)) for r, ok in zip(records, usable, strict=True) if ok}
-        )
-        load = [keys.label_offset(p) for p in parts] + fkeys
-        values, _ = self._load(load, {})
-        raw = dict(zip(load, values, strict=True))
-        stored = {p: _as_offset(raw[keys.label_offset(p)]) for p in parts}
-        frauds = {k: _fraud(raw[k]) for k in fkeys}
+        fkeys: dict[int, set[str]] = {p: set() for p in parts}
+        for r, ok in zip(records, usable, strict=True):
+            if ok:
+                fkeys[r.partition].add(keys.merchant_fraud(r.partition, _merchant(r)))
+        label_offsets = self._offsets({keys.label_tag(p): keys.label_offset(p) for p in parts})
+        stored = {p: label_offsets[keys.label_tag(p)] for p in parts}
+        states, _ = self._fetch([(keys.label_tag(p), sorted(fkeys[p]), _fraud) for p in parts], {})
+        frauds: dict[str, MerchantFraudRecord] = dict(states)  # type: ignore[arg-type]
         writes: dict[int, PartitionWrite] = {}
         applied = 0
         for rec, ok in zip(records, usable, strict=True):
@@ -206,12 +230,76 @@ class KeyValueFeatureStore(ABC):
                 self.cfg,
             )
             write.values[key] = frauds[key].to_bytes()
+            write.states[key] = frauds[key]
             applied += 1
-        commits = [Commit(keys.label_offset(p), f"{keys.label_tag(p)}:out", w, {}) for p, w in sorted(writes.items())]
+        commits = [
+            (keys.label_tag(p), Commit(keys.label_offset(p), f"{keys.label_tag(p)}:out", w, {}))
+            for p, w in sorted(writes.items())
+        ]
         if commits:
-            self._commit(commits)
+            self._commit_cached(commits)
         self.counters["labels_applied"] += applied
         return applied
+
+    # cache ----------------------------------------------------------------------------------------------
+    def _merchant_keys(self, merchant: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A merchant's transaction keys (one per partition) and fraud keys (one per labels partition), memoised."""
+        found = self._key_names.get(merchant)
+        if found is None:
+            if len(self._key_names) >= MAX_KEY_NAMES:
+                self._key_names.clear()
+            found = self._key_names[merchant] = (
+                tuple(self.keys.merchant_tx(p, merchant) for p in range(self.partitions)),
+                tuple(self.keys.merchant_fraud(p, merchant) for p in range(self.label_partitions)),
+            )
+        return found
+
+    def _offsets(self, offset_keys: dict[str, str]) -> dict[str, int | None]:
+        """The stored offset of each partition tag (one read); cached records of moved partitions are dropped."""
+        values, _ = self._load(list(offset_keys.values()), {})
+        found = {tag: _as_offset(v) for tag, v in zip(offset_keys, values, strict=True)}
+        for tag, version in found.items():
+            self.cache.sync(tag, version)
+        return found
+
+    def _fetch(
+        self, groups: list[tuple[str, list[str], Decoder]], hash_fields: dict[str, list[int]]
+    ) -> tuple[dict[str, object], dict[str, list[bytes | None]]]:
+        """Decoded records of every (tag, keys, decoder) group, reading from the backend only cache misses."""
+        now = self.monotonic()
+        found: dict[str, object] = {}
+        misses: list[tuple[str, str, Decoder]] = []
+        for tag, group_keys, decode in groups:
+            hits, missing = self.cache.lookup(tag, group_keys, now)
+            found.update(hits)
+            misses += [(tag, key, decode) for key in missing]
+        if not misses and not hash_fields:
+            return found, {}
+        values, fields = self._load([key for _, key, _ in misses], hash_fields)
+        present = [key for (_, key, _), value in zip(misses, values, strict=True) if value is not None]
+        expiry = dict(zip(present, self._ttls(present), strict=True)) if present else {}
+        fresh: dict[str, dict[str, tuple[object, float]]] = {}
+        for (tag, key, decode), value in zip(misses, values, strict=True):
+            record = decode(value)
+            found[key] = record
+            until = NEVER if value is None else now + expiry[key] - EXPIRY_MARGIN_S
+            fresh.setdefault(tag, {})[key] = (record, until)
+        for tag, records in fresh.items():
+            self.cache.store(tag, records)
+        return found, fields
+
+    def _commit_cached(self, commits: list[tuple[str, Commit]]) -> None:
+        """Commit, then move each written partition's cached records to its new offset (all dropped on failure)."""
+        started = self.monotonic()
+        try:
+            self._commit([c for _, c in commits])
+        except BaseException:
+            self.cache.clear()
+            raise
+        expires = started + self.ttl_s - EXPIRY_MARGIN_S
+        for tag, c in commits:
+            w = c.write
+            self.cache.committed(tag, w.expected_offset, w.new_offset, w.states, expires)
 
     def user_state(self, user_id: str) -> UserState | None:
         ukey = self._user_key(user_id)
@@ -246,6 +334,10 @@ def _b(value: bytes | None) -> bytes:
 
 def _as_offset(value: bytes | None) -> int | None:
     return None if value is None else int(value)
+
+
+def _user(value: bytes | None) -> UserState:
+    return UserState() if value is None else UserState.from_bytes(value)
 
 
 def _tx(value: bytes | None) -> MerchantTxRecord:

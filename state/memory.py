@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 
@@ -56,6 +57,9 @@ class InMemoryFeatureStore(KeyValueFeatureStore):
                 f"offsets moved under this worker for {', '.join(fenced)}: another worker owns the partition; "
                 "this writer is fenced and must rejoin the consumer group"
             )
+
+    def _ttls(self, keys: list[str]) -> list[float]:
+        return [math.inf if k in self.strings else 0.0 for k in keys]  # nothing expires here
 
     def _sizes(self, pattern: str, limit: int) -> list[int]:
         return [len(k) + len(v) for k, v in self.strings.items() if fnmatchcase(k, pattern)][:limit]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -111,6 +112,17 @@ class RedisFeatureStore(KeyValueFeatureStore):
                 f"state write refused for {', '.join(fenced)}: another worker owns the partition or Redis "
                 "failed; this writer is fenced and must rejoin the consumer group"
             )
+
+    def _ttls(self, keys: list[str]) -> list[float]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.pttl(key)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StateStoreError(f"Redis read failed ({type(exc).__name__}: {exc}); retry when Redis is back") from exc
+        # PTTL: -1 no expiry, -2 gone (read as 0: never served from the cache)
+        return [math.inf if ms == -1 else max(int(ms), 0) / 1000.0 for ms in replies]
 
     def _sizes(self, pattern: str, limit: int) -> list[int]:
         try:
