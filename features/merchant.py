@@ -7,6 +7,7 @@ whose label was known at t (labelled_at <= t) / count, 0 when empty (the handboo
 from __future__ import annotations
 
 from bisect import bisect_right
+from functools import lru_cache
 
 from features.config import DAY_S, FeatureConfig
 from features.spec import MERCHANT_WINDOWS
@@ -16,6 +17,7 @@ from features.state import FraudEntry, MerchantFraudRecord, MerchantTxRecord, Me
 _RETENTION_EXTRA_S = 30 * DAY_S + DAY_S
 
 
+@lru_cache(maxsize=64)
 def merchant_retention_s(cfg: FeatureConfig) -> int:
     return cfg.delay_s + cfg.grace_s + _RETENTION_EXTRA_S
 

@@ -135,6 +135,8 @@ class KeyValueFeatureStore(ABC):
         replayed = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
         replayed_outputs = {key: iter(values) for key, values in cached.items()}
+        folded: list[int] = []
+        rows: list[list[float]] = []
         writes: dict[int, PartitionWrite] = {}
         changed: dict[str, int] = {}
         cfg = self.cfg
@@ -156,7 +158,8 @@ class KeyValueFeatureStore(ABC):
             write.offsets.append(rec.offset)
             user = users[ukey]
             merchant = rec.txn.merchant_id
-            vectors[i, len(STATIC_NAMES) :] = user_kernel(user, f) + merchant_features(views[merchant], f.ts, cfg)
+            folded.append(i)
+            rows.append(user_kernel(user, f) + merchant_features(views[merchant], f.ts, cfg))
             if late_kernel(user, f.ts, cfg):
                 late[i] = True
                 continue
@@ -171,6 +174,8 @@ class KeyValueFeatureStore(ABC):
             value = users[key] if key in users else tx_records[key]
             writes[p].values[key] = value.to_bytes()
             writes[p].states[key] = value
+        if rows:  # one numpy assignment per batch, not per event
+            vectors[folded, len(STATIC_NAMES) :] = rows
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += int(replayed.sum())
         return PreparedBatch(records, vectors, late, replayed, outputs, writes)
