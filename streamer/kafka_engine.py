@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ LAG_EVERY_S = 5.0
 SESSION_TIMEOUT_MS = 10_000
 
 
+#: How many recent per-record latencies a worker keeps for its summary.
+LATENCY_WINDOW = 100_000
+
 @dataclass
 class EngineStats:
     batches: int = 0
@@ -48,8 +52,8 @@ class EngineStats:
     started: float = field(default_factory=time.monotonic)
     first_data_at: float | None = None  # monotonic time the first records arrived
     last_commit_at: float | None = None  # monotonic time the last batch committed
-    #: broker timestamp -> transaction committed, seconds, one per transaction record (for benchmarks)
-    latencies_s: list[float] = field(default_factory=list)
+    #: broker timestamp -> transaction committed, seconds, for the most recent records (bounded: no growth)
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
@@ -148,6 +152,7 @@ class KafkaEngine:
                 if self.stats.first_data_at is None:
                     self.stats.first_data_at = last_data
                 self._handle(records)
+                last_data = time.monotonic()  # a batch held through an outage is not idleness
                 self._report_lag()
         finally:
             self.close()

@@ -146,7 +146,7 @@ def test_soak_memory_stays_flat(stack_settings: Settings, unique_name: str, tmp_
     from bankbus.simulator import SimulationConfig, simulate_frame
     from bench.soak import run_soak
 
-    seconds = float(os.environ.get("FRAUD_TEST_SOAK_SECONDS", "150"))  # `python -m bench --sections soak`: 600
+    seconds = float(os.environ.get("TEST_SOAK_SECONDS", "150"))  # `python -m bench --sections soak`: 600
     publish_tiny_model(tmp_path / "registry")
     settings = isolated_settings(stack_settings, unique_name, tmp_path / "registry").with_overrides(
         streamer={"web_port": free_port(), "metrics_port": 0}

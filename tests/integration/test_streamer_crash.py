@@ -80,7 +80,9 @@ def _state(client: redis.Redis, namespace: str) -> dict[str, Any]:
     return state
 
 
-def _crash_run(stack_settings: Settings, name: str, tmp_path: Path, customers: int, kills: int) -> None:
+def _crash_run(
+    stack_settings: Settings, name: str, tmp_path: Path, customers: int, kills: int, min_kills: int = 1
+) -> None:
     txns = _traffic(customers)
     publish_tiny_model(tmp_path)
     reference = isolated_settings(stack_settings, f"{name}-ref", tmp_path)
@@ -104,7 +106,8 @@ def _crash_run(stack_settings: Settings, name: str, tmp_path: Path, customers: i
             worker.kill()
             worker.communicate()
             done_kills += 1
-    assert done_kills >= 1, "the run finished before any kill; use more events"
+    assert done_kills >= min_kills, f"only {done_kills} kills landed before the run finished; use more events"
+    print(f"crash run: {len(txns)} events, {done_kills} SIGKILLs survived")
 
     for topic in ("scores", "alerts"):
         expected = _outputs(reference, getattr(reference.topics, topic))
@@ -134,4 +137,4 @@ def test_sigkill_at_random_points_replays_into_identical_outputs(
 def test_sigkill_during_a_100k_event_run_replays_into_identical_outputs(
     stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
-    _crash_run(stack_settings, unique_name, tmp_path, customers=8200, kills=8)  # about 100k events
+    _crash_run(stack_settings, unique_name, tmp_path, customers=8200, kills=8, min_kills=5)  # about 100k events
