@@ -37,6 +37,8 @@ SESSION_TIMEOUT_MS = 10_000
 
 #: How many recent per-record latencies a worker keeps for its summary.
 LATENCY_WINDOW = 100_000
+#: With --idle-exit, how long a worker waits for its first assignment before idleness counts.
+UNASSIGNED_GRACE_S = 60.0
 
 @dataclass
 class EngineStats:
@@ -97,6 +99,7 @@ class KafkaEngine:
         self._held: list[RawRecord] = []
         self._paused = False
         self._assigned: set[tuple[str, int]] = set()
+        self._last_activity = time.monotonic()
         self._last_lag = 0.0
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000}
         self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
@@ -110,6 +113,7 @@ class KafkaEngine:
     # ------------------------------------------------------------------ rebalance callbacks (inside consume())
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._last_activity = time.monotonic()  # joining the group (slow under load) is not idleness
         if self._paused and partitions:
             consumer.pause(partitions)
         log.info("assigned %s", _names(partitions), extra={"event": "assign", "instance": self.instance_id})
@@ -136,27 +140,34 @@ class KafkaEngine:
         self.label_consumer.subscribe(topics[1:], **callbacks)
         log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
         wait_s = self.cfg.micro_batch_max_wait_ms / 1000.0
-        last_data = time.monotonic()
+        self._last_activity = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 if max_events is not None and self.stats.records >= max_events:
                     break
                 records = self._poll(wait_s)
                 if not records:
-                    if idle_exit_s is not None and time.monotonic() - last_data >= idle_exit_s:
+                    if idle_exit_s is not None and self._idle_for(idle_exit_s):
                         log.info("idle for %.1f s, stopping", idle_exit_s)
                         break
                     self._report_lag()
                     continue
-                last_data = time.monotonic()
+                self._last_activity = time.monotonic()
                 if self.stats.first_data_at is None:
-                    self.stats.first_data_at = last_data
+                    self.stats.first_data_at = self._last_activity
                 self._handle(records)
-                last_data = time.monotonic()  # a batch held through an outage is not idleness
+                self._last_activity = time.monotonic()  # a batch held through an outage is not idleness
                 self._report_lag()
         finally:
             self.close()
         return self.stats
+
+    def _idle_for(self, idle_exit_s: float) -> bool:
+        """Idle this long with partitions assigned (a restart waits for the dead member's session to expire)."""
+        now = time.monotonic()
+        if not self._assigned and now - self.stats.started < UNASSIGNED_GRACE_S:
+            return False
+        return now - self._last_activity >= idle_exit_s
 
     def _poll(self, wait_s: float) -> list[RawRecord]:
         records = self._records(self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=wait_s))

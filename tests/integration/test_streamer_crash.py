@@ -89,13 +89,13 @@ def _crash_run(
     crashed = isolated_settings(stack_settings, f"{name}-kill", tmp_path)
     publish(reference, txns)
     publish(crashed, txns)
-    summary = _finish(start_worker(reference, "ref", idle_exit_s=4.0), timeout_s=1200)
+    summary = _finish(start_worker(reference, "ref", idle_exit_s=8.0), timeout_s=1200)
     assert summary["events"] == len(txns)
 
     rng = random.Random(len(txns))
     done_kills = 0
     while True:
-        worker = start_worker(crashed, "victim", idle_exit_s=4.0)
+        worker = start_worker(crashed, "victim", idle_exit_s=8.0)
         if done_kills >= kills:
             _finish(worker, timeout_s=1200)
             break
