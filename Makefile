@@ -7,14 +7,17 @@ setup:            ## install everything (system packages, .venv, pinned pip pack
 demo: setup       ## live demo: embedded Kafka + Redis, train a first model, stream simulated traffic, show alerts
 	bash scripts/demo.sh
 
-test:             ## set up, lint, type-check, start the test stack, run the whole default suite
+test:             ## set up, lint, type-check, start the test stack, run the whole suite with the fault tests (CI)
+	MODE=full bash scripts/test.sh
+
+test-fast:        ## the same without the fault tests (Redis outage, broker restart, 100k-event SIGKILLs)
 	MODE=default bash scripts/test.sh
 
 test-quick:       ## unit tests only, no servers
 	MODE=quick bash scripts/test.sh
 
-test-full:        ## default suite plus the fault and soak tests
-	MODE=full bash scripts/test.sh
+test-soak:        ## the memory soak (TEST_SOAK_SECONDS, default 150)
+	MODE=soak bash scripts/test.sh
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/mypy
