@@ -33,6 +33,16 @@ def file_format(path: Path) -> str:
     return suffix
 
 
+def readable_file_format(path: Path) -> str:
+    """file_format of an input that must exist and be non-empty; InputError with one line otherwise."""
+    suffix = file_format(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    return suffix
+
+
 def _utc_timestamps(values: pd.Series, where: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
@@ -79,11 +89,7 @@ def normalise_canonical(df: pd.DataFrame, *, where: str = "frame") -> pd.DataFra
 def read_canonical(path: str | Path, *, require_labels: bool = False) -> pd.DataFrame:
     """Read a canonical .parquet or .csv file; InputError with one line when it cannot be used."""
     path = Path(path)
-    suffix = file_format(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty")
+    suffix = readable_file_format(path)
     try:
         if suffix == ".parquet":
             df = pd.read_parquet(path)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bankbus.frames import CANONICAL_COLUMNS, LABEL_COLUMNS, file_format, write_canonical
+from bankbus.frames import CANONICAL_COLUMNS, LABEL_COLUMNS, file_format, readable_file_format, write_canonical
 from bankbus.validation import clean
 from fraudstream.errors import InputError
 
@@ -98,11 +98,7 @@ class ImportResult:
 
 def read_source(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A CSV (read as text) or Parquet file; InputError with one line when missing, empty or unreadable."""
-    suffix = file_format(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty")
+    suffix = readable_file_format(path)
     try:
         if suffix == ".parquet":
             df = pd.read_parquet(path)

@@ -14,8 +14,9 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from models.targets import binary_fit_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -118,14 +119,8 @@ class FraudMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return {int(k): float(v) for k, v in dict(self.class_weight).items()}
 
     def fit(self, X: Any, y: Any) -> FraudMLP:
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        if X.shape[0] < 2:
-            raise ValueError(f"need at least 2 samples to fit, got n_samples={X.shape[0]}")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) > 2:
-            raise ValueError("Only binary classification is supported. FraudMLP got more than two classes in y")
-        y01 = np.searchsorted(self.classes_, y).astype(np.int32)
+        X, y01 = binary_fit_inputs(self, X, y, np.float32)
+        y01 = y01.astype(np.int32)
         keras = _keras()
         if self.random_state is not None:
             keras.utils.set_random_seed(int(self.random_state))

@@ -20,11 +20,11 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fraudstream.errors import ConfigError
 from models.baselines import BASELINE_NAMES, make_baseline
+from models.targets import binary_fit_inputs
 
 Weighting = Literal["none", "importance", "accuracy", "both"]
 
@@ -133,14 +133,7 @@ class StackingEnsemble(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         raise ConfigError(f"unknown stacking weighting '{self.weighting}'; use none, importance, accuracy or both")
 
     def fit(self, X: Any, y: Any) -> StackingEnsemble:
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        if X.shape[0] < 2:
-            raise ValueError(f"need at least 2 samples to fit, got n_samples={X.shape[0]}")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) > 2:
-            raise ValueError("Only binary classification is supported. StackingEnsemble got more than two classes in y")
-        y01 = np.searchsorted(self.classes_, y)
+        X, y01 = binary_fit_inputs(self, X, y, np.float64)
         oof, y_oof = self._oof(X, y01)
         self.weights_ = self._weights(oof, y_oof)
         meta = clone(self.meta_learner) if self.meta_learner is not None else LogisticRegression(C=1.0)
