@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fraudstream.cli import settings_of
+from fraudstream.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fraudstream.settings import Settings
 
 
 def train(
     ctx: typer.Context,
-    history: Path = typer.Option(..., "--history", help="Parquet/CSV history with labels (canonical or handbook)."),
+    history: Path | None = typer.Option(
+        None, "--history", help="Parquet/CSV history with labels (canonical or handbook)."
+    ),
+    from_topics: bool = typer.Option(
+        False, "--from-topics", help="Read the transactions topic and its verdicts on labels instead of a file."
+    ),
+    start: datetime | None = typer.Option(None, "--start", help="With --from-topics: first event time (UTC)."),
+    end: datetime | None = typer.Option(None, "--end", help="With --from-topics: end of the range (UTC, exclusive)."),
+    days: int | None = typer.Option(None, "--days", min=1, help="With --from-topics: the last N days up to now."),
     config: Path | None = typer.Option(None, "--config", help="Training config YAML (see training/config.py)."),
     registry: Path | None = typer.Option(None, "--registry", help="Registry folder (default: settings registry.path)."),
     report_dir: Path = typer.Option(Path("reports/train"), "--report-dir", help="Where report.json/.md and plots go."),
@@ -25,7 +41,6 @@ def train(
     from features.config import FeatureConfig
     from models.registry import ModelRegistry
     from training.config import load_training_config
-    from training.history import read_history
     from training.pipeline import run_training
     from training.report import write_report
 
@@ -33,7 +48,7 @@ def train(
     cfg = load_training_config(config)
     console = Console(stderr=True)
     target = None if no_publish else ModelRegistry(registry or settings.registry.path)
-    frame = read_history(history)
+    frame = _history_frame(settings, history, from_topics, start, end, days)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("building features", total=None)
         report = run_training(
@@ -56,6 +71,28 @@ def train(
         typer.echo(f"published {report['version']}: {report['promotion']}")
     if str(report.get("promotion", "")).startswith("refused"):
         raise typer.Exit(code=3)
+
+
+def _history_frame(
+    settings: Settings, history: Path | None, from_topics: bool, start: datetime | None, end: datetime | None,
+    days: int | None,
+) -> pd.DataFrame:
+    """The labelled history: a file, or a time range of the topics read without any consumer-group commit."""
+    from training.history import read_history
+
+    if (history is None) == (not from_topics):
+        raise InputError("give either --history FILE or --from-topics (with --start/--end or --days)")
+    if history is not None:
+        return read_history(history)
+    from backtest.topic_input import load_topic_history
+
+    if days is not None:
+        end = datetime.now(UTC)
+        start = end - timedelta(days=days)
+    if start is None or end is None:
+        raise InputError("--from-topics needs --start and --end, or --days")
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return load_topic_history(settings, start, end).frame
 
 
 def register(app: typer.Typer) -> None:

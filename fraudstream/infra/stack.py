@@ -9,6 +9,7 @@ import redis as redis_lib
 
 from fraudstream.errors import InfraError
 from fraudstream.infra import kafka_embedded, redis_embedded
+from fraudstream.infra.processes import wait_until
 from fraudstream.infra.topics import check_reachable, ensure_topics
 from fraudstream.settings import Settings
 
@@ -59,7 +60,7 @@ def up(settings: Settings, create_topics: bool = True, echo: Callable[[str], Non
         report.say(f"redis: external {settings.safe_summary()['redis']['url']}, nothing started")
     brokers = check_reachable(settings, timeout_s=settings.embedded.start_timeout_s)
     report.say(f"kafka: {brokers} broker(s) answering")
-    if not ping_redis(settings):
+    if not wait_until(lambda: ping_redis(settings), settings.embedded.start_timeout_s / 4):  # AOF may be loading
         raise InfraError(f"cannot reach Redis at {settings.safe_summary()['redis']['url']}; check FRAUD_REDIS__URL "
                          "or run `fraudstream up`")
     report.say("redis: answering PING")
