@@ -47,11 +47,17 @@ def publish(settings: Settings, items: list[Transaction | tuple[str, bytes | Non
     target = topic or settings.topics.transactions
     for item in items:
         if isinstance(item, Transaction):
-            producer.produce(target, key=item.user_id, value=item.model_dump_json(), headers=txn_headers())
+            args: dict[str, Any] = {"key": item.user_id, "value": item.model_dump_json(), "headers": txn_headers()}
         else:
-            producer.produce(target, key=item[0], value=item[1])
+            args = {"key": item[0], "value": item[1]}
+        while True:
+            try:
+                producer.produce(target, **args)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain, then retry
+                producer.poll(0.5)
         producer.poll(0)
-    assert producer.flush(30) == 0
+    assert producer.flush(60) == 0
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 20.0) -> list[Any]:
