@@ -7,7 +7,7 @@ setup:            ## install everything (system packages, .venv, pinned pip pack
 demo: setup       ## live demo: embedded Kafka + Redis, train a first model, stream simulated traffic, show alerts
 	bash scripts/demo.sh
 
-test:             ## set up, lint, type-check, start the test stack, run the whole suite with the fault tests (CI)
+test:             ## set up, lint, type-check, start the test stack, run the whole suite with the fault tests and soak (CI)
 	MODE=full bash scripts/test.sh
 
 test-fast:        ## the same without the fault tests (Redis outage, broker restart, 100k-event SIGKILLs)
@@ -16,7 +16,7 @@ test-fast:        ## the same without the fault tests (Redis outage, broker rest
 test-quick:       ## unit tests only, no servers
 	MODE=quick bash scripts/test.sh
 
-test-soak:        ## the memory soak (TEST_SOAK_SECONDS, default 150)
+test-soak:        ## the memory soak alone (TEST_SOAK_SECONDS, default 180; also part of make test)
 	MODE=soak bash scripts/test.sh
 
 lint: setup

@@ -39,8 +39,10 @@ def slope_bound_mib_per_min(rate: float) -> float:
 
 
 def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, seconds: float,
-             workdir: Path) -> dict[str, Any]:
-    """Publish at `rate` for `seconds` while one worker runs; RSS samples, slope after warm-up, bound."""
+             workdir: Path, warmup_s: float = WARMUP_S) -> dict[str, Any]:
+    """Publish at `rate` for `seconds` while one worker runs; RSS samples, slope after warm-up, bound.
+
+    The warm-up should also cover the time the users' 30-day windows take to fill with the lapped traffic."""
     collector = ScoreCollector(settings).start()
     worker = EngineProcess(settings, engine, workdir / f"soak-{engine}.log").start()
     per_lap = len(frame)
@@ -65,11 +67,12 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
         worker.stop()
         collector.stop()
     assert worker.monitor is not None
-    times, _, rss = worker.monitor.window(began + WARMUP_S, time.monotonic())
+    times, _, rss = worker.monitor.window(began + warmup_s, time.monotonic())
     slope = rss_slope_mib_per_min(times, rss)
     bound = slope_bound_mib_per_min(rate)
     return {
-        "engine": engine, "rate": round(rate, 1), "seconds": seconds, "events": total, "laps": -(-total // per_lap),
+        "engine": engine, "rate": round(rate, 1), "seconds": seconds, "warmup_s": warmup_s, "events": total,
+        "laps": -(-total // per_lap),
         "scored": len(collector.times_ms), "duplicates": collector.duplicates,
         "rss_start_mib": round(rss[0] / 2**20, 1) if rss else None,
         "rss_end_mib": round(rss[-1] / 2**20, 1) if rss else None,

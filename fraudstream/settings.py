@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -125,10 +126,16 @@ class StreamerSettings(_Section):
     engine: Literal["kafka", "faust"] = "kafka"
     consumer_group: str = "fraudstream-streamer"
     transactional_id: str = "fraudstream-streamer"
-    poll_batch_size: PositiveInt = 500
+    #: Most records in one processed batch (one Redis round trip, one Kafka transaction).
+    poll_batch_size: PositiveInt = 2000
+    #: With nothing fetched, how long one poll blocks for the first record.
     poll_timeout_s: PositiveFloat = 0.2
+    #: Most rows per model call.
     micro_batch_max_size: PositiveInt = 1024
-    micro_batch_max_wait_ms: PositiveInt = 50
+    #: Once a record is there, how long to linger for more before processing. 0: take what has been fetched, so
+    #: batches grow with the load by themselves (records arriving during a batch form the next one).
+    #: The faust engine waits at least FAUST_MIN_WAIT_MS (its take() needs a window).
+    micro_batch_max_wait_ms: NonNegativeInt = 0
     scorer: Literal["mlp", "stack", "blend"] = "mlp"
     blend_mlp_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     top_reasons: PositiveInt = 3

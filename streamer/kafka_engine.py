@@ -14,11 +14,11 @@ import logging
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from fraudstream.errors import InfraError, StateStoreError
@@ -26,7 +26,7 @@ from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
 from streamer.core import BatchResult, RawRecord, StreamProcessor
 from streamer.kafka_tx import TransactionalOutput
-from streamer.metrics import StreamMetrics
+from streamer.metrics import RecentValues, StreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class EngineStats:
     started: float = field(default_factory=time.monotonic)
     first_data_at: float | None = None  # monotonic time the first records arrived
     last_commit_at: float | None = None  # monotonic time the last batch committed
-    #: broker timestamp -> transaction committed, seconds, for the most recent records (bounded: no growth)
-    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    #: broker timestamp -> transaction committed, seconds, for the most recent records (allocated once: no growth)
+    latencies_s: RecentValues = field(default_factory=lambda: RecentValues(LATENCY_WINDOW))
 
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
@@ -139,7 +139,7 @@ class KafkaEngine:
         self.consumer.subscribe(topics[:1], **callbacks)
         self.label_consumer.subscribe(topics[1:], **callbacks)
         log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
-        wait_s = self.cfg.micro_batch_max_wait_ms / 1000.0
+        wait_s = self.cfg.poll_timeout_s
         self._last_activity = time.monotonic()
         try:
             while not self.stop_event.is_set():
@@ -169,9 +169,21 @@ class KafkaEngine:
             return False
         return now - self._last_activity >= idle_exit_s
 
-    def _poll(self, wait_s: float) -> list[RawRecord]:
-        records = self._records(self.consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=wait_s))
-        labels = self.label_consumer.consume(num_messages=self.cfg.poll_batch_size, timeout=0 if records else 0.01)
+    def _poll(self, idle_wait_s: float) -> list[RawRecord]:
+        """The next batch: what is already fetched, never waiting for a full batch.
+
+        Blocks (up to idle_wait_s) only while nothing is there, then lingers micro_batch_max_wait_ms for more.
+        Records that arrive while a batch is processed form the next one, so batches grow with the load and a
+        quiet stream is not held back waiting to fill one.
+        """
+        size, linger_s = self.cfg.poll_batch_size, self.cfg.micro_batch_max_wait_ms / 1000.0
+        messages = self.consumer.consume(num_messages=size, timeout=0)
+        if not messages:
+            messages = self.consumer.consume(num_messages=1, timeout=idle_wait_s)
+        if messages and len(messages) < size:
+            messages += self.consumer.consume(num_messages=size - len(messages), timeout=linger_s)
+        records = self._records(messages)
+        labels = self.label_consumer.consume(num_messages=size, timeout=0 if records else 0.01)
         return records + self._records(labels)
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
@@ -251,7 +263,7 @@ class KafkaEngine:
         s.late += c.late
         s.replayed += c.replayed
         s.last_commit_at = time.monotonic()
-        s.latencies_s.extend(committed - ms / 1000.0 for ms in result.record_times_ms)
+        s.latencies_s.extend(committed - np.asarray(result.record_times_ms, dtype=np.float64) / 1000.0)
         if self.metrics is not None:
             self.metrics.observe_committed(result, committed)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, start_http_server
+from prometheus_client.core import HistogramMetricFamily, Metric
 
 if TYPE_CHECKING:
     from streamer.core import BatchResult
@@ -14,6 +17,67 @@ if TYPE_CHECKING:
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400)
 _BATCH_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 16_384, 65_536)
 _TIME_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class BatchHistogram:
+    """A Prometheus histogram fed a whole batch of values in one numpy call (no Python call per value).
+
+    Same exposition as prometheus_client's Histogram: cumulative `le` buckets, `_count` and `_sum`.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self._upper = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(self._upper) + 1, dtype=np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()  # the exporter's thread reads while the worker writes
+        registry.register(self)
+
+    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        if v.size == 0:
+            return
+        # le semantics: a value equal to a bound counts in that bound's bucket
+        counts = np.bincount(np.searchsorted(self._upper, v, side="left"), minlength=len(self._counts))
+        with self._lock:
+            self._counts += counts
+            self._sum += float(v.sum())
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            cumulative, total = np.cumsum(self._counts), self._sum
+        bounds = [*(_bound_text(b) for b in self._upper), "+Inf"]
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=list(zip(bounds, cumulative.tolist(), strict=True)),
+            sum_value=total,
+        )
+
+
+class RecentValues:
+    """The most recent `capacity` values in one array allocated up front: memory is fixed from the first value."""
+
+    def __init__(self, capacity: int) -> None:
+        self._values = np.zeros(capacity, dtype=np.float64)
+        self._next = 0  # where the next value goes
+        self._filled = 0
+
+    def extend(self, values: Sequence[float] | np.ndarray) -> None:
+        v = np.asarray(values, dtype=np.float64).ravel()[-len(self._values) :]
+        capacity = len(self._values)
+        self._values[(self._next + np.arange(len(v))) % capacity] = v
+        self._next = (self._next + len(v)) % capacity
+        self._filled = min(self._filled + len(v), capacity)
+
+    def values(self) -> np.ndarray:
+        """A copy of the kept values, in no particular order (for percentiles)."""
+        return self._values[: self._filled].copy()
+
+    def __len__(self) -> int:
+        return self._filled
+
+
+def _bound_text(bound: float) -> str:
+    return repr(float(bound))
 
 
 class StreamMetrics:
@@ -41,17 +105,11 @@ class StreamMetrics:
         self.batch_seconds = Histogram(
             "fraudstream_batch_seconds", "Core processing time per batch", buckets=_TIME_BUCKETS, registry=r
         )
-        self.e2e_latency = Histogram(
-            "fraudstream_end_to_end_latency_seconds",
-            "Event timestamp to output committed",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.e2e_latency = BatchHistogram(
+            "fraudstream_end_to_end_latency_seconds", "Event timestamp to output committed", _LATENCY_BUCKETS, r
         )
-        self.broker_latency = Histogram(
-            "fraudstream_broker_latency_seconds",
-            "Kafka record timestamp to output committed",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.broker_latency = BatchHistogram(
+            "fraudstream_broker_latency_seconds", "Kafka record timestamp to output committed", _LATENCY_BUCKETS, r
         )
         self.consumer_lag = Gauge(
             "fraudstream_consumer_lag", "Records behind the partition end", ["topic", "partition"], registry=r
@@ -81,10 +139,10 @@ class StreamMetrics:
     def observe_committed(self, result: BatchResult, now_unix: float | None = None) -> None:
         """Latencies once the batch's outputs are committed (called by the engine)."""
         now = time.time() if now_unix is None else now_unix
-        for event_time in result.event_times_s:
-            self.e2e_latency.observe(max(now - event_time, 0.0))
-        for record_ms in result.record_times_ms:
-            self.broker_latency.observe(max(now - record_ms / 1000.0, 0.0))
+        if result.event_times_s:
+            self.e2e_latency.observe_many(np.maximum(now - np.asarray(result.event_times_s), 0.0))
+        if result.record_times_ms:
+            self.broker_latency.observe_many(np.maximum(now - np.asarray(result.record_times_ms) / 1000.0, 0.0))
         self.last_batch_unix.set(now)
 
     def set_model_version(self, version: str, device: str | None = None) -> None:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def summary(stats: EngineStats, elapsed_s: float) -> dict[str, Any]:
     """Counts, sustained records/s and broker-to-commit latency percentiles of a run."""
-    latencies = np.asarray(stats.latencies_s, dtype=np.float64)
+    latencies = stats.latencies_s.values()
     pct = (lambda q: round(float(np.percentile(latencies, q)) * 1000, 1)) if latencies.size else (lambda q: None)
     return {
         "records": stats.records,

@@ -115,6 +115,44 @@ def test_metrics_live_on_their_own_registry_and_count_a_batch() -> None:
     assert "fraudstream_events_total 0.0" in second.exposition().decode()
 
 
+def test_batch_histogram_exposes_what_prometheus_histogram_does() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from streamer.metrics import BatchHistogram
+
+    buckets = (0.005, 0.05, 1.0, 60.0)
+    values = [0.0, 0.005, 0.0051, 0.05, 0.7, 1.0, 59.0, 60.0, 61.0, 1e6]  # on, below and above each bound
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("lat_seconds", "doc", buckets=buckets, registry=theirs)
+    for value in values:
+        reference.observe(value)
+    batch = BatchHistogram("lat_seconds", "doc", buckets, ours)
+    batch.observe_many(values[:4])
+    batch.observe_many([])
+    batch.observe_many(values[4:])
+
+    def samples(registry: CollectorRegistry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert samples(ours) == samples(theirs)
+    assert 'lat_seconds_bucket{le="0.05"} 4.0' in samples(ours)
+
+
+def test_recent_values_keep_the_newest_in_a_fixed_array() -> None:
+    from streamer.metrics import RecentValues
+
+    recent = RecentValues(4)
+    assert len(recent) == 0 and recent.values().size == 0
+    recent.extend([1.0, 2.0, 3.0])
+    assert sorted(recent.values()) == [1.0, 2.0, 3.0]
+    recent.extend([4.0, 5.0])  # wraps: 1.0 is the oldest and goes
+    assert sorted(recent.values()) == [2.0, 3.0, 4.0, 5.0] and len(recent) == 4
+    recent.extend(np.arange(10.0, 20.0))  # more than the capacity at once: only the last four stay
+    assert sorted(recent.values()) == [16.0, 17.0, 18.0, 19.0]
+    recent.extend([])
+    assert len(recent) == 4
+
+
 def test_reasons_skip_encodings_duplicates_and_non_positive_contributions() -> None:
     names = ["hour_sin", "hour_cos", "category_bucket", "amount_ratio_mean_30d", "count_1d"]
     X = np.array([[1.0, 0.0, 21.0, 9.4, 3.0]])
