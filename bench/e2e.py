@@ -7,6 +7,7 @@ is published once and read by the passthrough and by both engines' max runs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -130,9 +131,28 @@ def run_passthrough(ctx: E2EContext, source: str, count: int, mode: str) -> dict
     return {**result, "peak_rss_mib": monitor.peak_rss_mib}
 
 
+class Neighbours:
+    """CPU of what shares the machine with the worker: the embedded broker and this process (publisher, reader)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from fraudstream.infra.kafka_embedded import running_pid
+
+        broker = running_pid(settings) if settings.uses_embedded_kafka else None
+        self.broker = ProcessMonitor(broker).start() if broker is not None else None
+        self.bench = ProcessMonitor(os.getpid()).start()
+
+    def stop(self, start: float, end: float) -> dict[str, Any]:
+        for monitor in (self.broker, self.bench):
+            if monitor is not None:
+                monitor.stop()
+        return {"broker_cpu_percent": self.broker.cpu_percent(start, end) if self.broker is not None else None,
+                "loadgen_cpu_percent": self.bench.cpu_percent(start, end)}
+
+
 def run_max(ctx: E2EContext, engine: str, source: str, count: int) -> dict[str, Any]:
     """The engine drains a backlog of `count` events: sustained events/s, CPU, peak RSS, Redis per user."""
     settings = ctx.isolated(f"{engine[0]}max", transactions=source)
+    neighbours = Neighbours(settings)
     collector = ScoreCollector(settings).start()
     worker = EngineProcess(settings, engine, ctx.workdir / f"{engine}-max.log").start()
     started = time.monotonic()
@@ -148,7 +168,7 @@ def run_max(ctx: E2EContext, engine: str, source: str, count: int) -> dict[str, 
         "engine": engine, "mode": "max", "events": len(times), "duplicates": collector.duplicates,
         "events_per_s": sustained_rate(times), "wall_incl_startup_s": round(time.monotonic() - started, 1),
         "cpu_percent": worker.monitor.cpu_percent(first, last), "peak_rss_mib": worker.monitor.peak_rss_mib,
-        "redis": redis_memory(settings), "engine_summary": summary,
+        **neighbours.stop(first, last), "redis": redis_memory(settings), "engine_summary": summary,
     }
 
 
@@ -156,6 +176,7 @@ def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: 
     """Worker up and warm, then `rate` events/s for `seconds`: publish-to-score latency percentiles."""
     settings = ctx.isolated(f"{engine[0]}{label}")
     count = min(int(rate * seconds), len(ctx.frame) - WARMUP_EVENTS)
+    neighbours = Neighbours(settings)
     collector = ScoreCollector(settings).start()
     worker = EngineProcess(settings, engine, ctx.workdir / f"{engine}-{label}.log").start()
     try:
@@ -174,7 +195,7 @@ def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: 
         "engine": engine, "mode": label, "target_rate": round(rate, 1), "events": count,
         "published_per_s": round(report.per_second, 1), "duplicates": collector.duplicates,
         **percentiles(latencies), "cpu_percent": worker.monitor.cpu_percent(began, ended),
-        "peak_rss_mib": worker.monitor.peak_rss_mib, "engine_summary": summary,
+        "peak_rss_mib": worker.monitor.peak_rss_mib, **neighbours.stop(began, ended), "engine_summary": summary,
     }
 
 

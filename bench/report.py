@@ -68,16 +68,19 @@ def markdown(result: dict[str, Any]) -> str:
             pt = e2e[name]
             rows.append([name.replace("_", " "), "max", "", pt["records_per_s"], "1.000" if name.endswith("plain")
                          else _fmt(pt["records_per_s"] / e2e["passthrough_plain"]["records_per_s"], 3),
-                         "", "", "", pt["cpu_percent"], pt["peak_rss_mib"], ""])
+                         "", "", "", pt["cpu_percent"], "", "", pt["peak_rss_mib"], ""])
         for run in e2e["runs"]:
             rate = run.get("events_per_s") if run["mode"] == "max" else run.get("published_per_s")
             ratio = run.get("ratio_to_passthrough")
             rows.append([run["engine"], run["mode"], _fmt(run.get("target_rate")), rate,
                          _fmt(ratio, 3) if ratio is not None else "", _fmt(run.get("p50_ms"), 1),
                          _fmt(run.get("p95_ms"), 1), _fmt(run.get("p99_ms"), 1), run["cpu_percent"],
+                         _fmt(run.get("broker_cpu_percent")), _fmt(run.get("loadgen_cpu_percent")),
                          run["peak_rss_mib"], run["duplicates"]])
         lines += _table(["pipeline", "mode", "target/s", "events/s", "ratio", "p50 ms", "p95 ms", "p99 ms",
-                         "CPU %", "peak RSS MiB", "dup scores"], rows)
+                         "CPU %", "broker CPU %", "publisher+reader CPU %", "peak RSS MiB", "dup scores"], rows)
+        lines += ["CPU %: the worker (100 = one core busy); the broker and the bench's own publisher and score reader "
+                  "share the machine's cores with it (see Machine).", ""]
         redis_rows = [[r["engine"], r["redis"]["users"], r["redis"]["bytes_per_user_key_mean"],
                        r["redis"]["bytes_per_user_key_p95"], r["redis"]["namespace_bytes_per_user"]]
                       for r in e2e["runs"] if r["mode"] == "max"]

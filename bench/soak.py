@@ -76,6 +76,8 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
         "scored": len(collector.times_ms), "duplicates": collector.duplicates,
         "rss_start_mib": round(rss[0] / 2**20, 1) if rss else None,
         "rss_end_mib": round(rss[-1] / 2**20, 1) if rss else None,
+        "rss_range_after_warmup_mib": round((max(rss) - min(rss)) / 2**20, 1) if rss else None,
         "peak_rss_mib": worker.monitor.peak_rss_mib, "rss_slope_mib_per_min": round(slope, 3),
-        "slope_bound_mib_per_min": round(bound, 3), "flat": abs(slope) <= bound,
+        # a leak grows: RSS given back after the warm-up (a negative slope) is not one
+        "slope_bound_mib_per_min": round(bound, 3), "flat": slope <= bound,
     }
