@@ -71,6 +71,7 @@ def ensure_model(registry: Path) -> dict[str, Any] | None:
 def soak(base: Any, traffic: pd.DataFrame, args: argparse.Namespace, e2e: dict[str, Any] | None) -> dict[str, Any]:
     from bench.e2e import E2EContext
     from bench.soak import run_soak
+    from fraudstream.errors import FraudstreamError
 
     rate = args.soak_rate
     if rate is None:
@@ -78,12 +79,16 @@ def soak(base: Any, traffic: pd.DataFrame, args: argparse.Namespace, e2e: dict[s
         maxima = [r["events_per_s"] for r in runs if r["engine"] == "kafka" and r["mode"] == "max"]
         rate = maxima[0] / 2 if maxima else 500.0
     say(f"soak: kafka engine at {rate:,.0f} events/s for {args.soak_seconds:.0f} s")
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        ctx = E2EContext(base, traffic, Path(tmp))
-        try:
-            return run_soak(ctx.isolated("soak"), traffic, "kafka", rate, args.soak_seconds, Path(tmp))
-        finally:
-            ctx.cleanup()
+    logs = args.out / "logs"  # the worker's log stays for a look afterwards
+    logs.mkdir(parents=True, exist_ok=True)
+    ctx = E2EContext(base, traffic, logs)
+    try:
+        return run_soak(ctx.isolated("soak"), traffic, "kafka", rate, args.soak_seconds, logs)
+    except FraudstreamError as exc:  # recorded in the results with the other sections', not lost with them
+        say(f"soak failed: {exc}")
+        return {"engine": "kafka", "rate": round(rate, 1), "seconds": args.soak_seconds, "error": str(exc)[:2000]}
+    finally:
+        ctx.cleanup()
 
 
 def say(line: str) -> None:

@@ -112,11 +112,17 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
     soak = result.get("soak")
     if soak:
-        lines += ["## Soak", "", f"{soak['engine']} engine, {soak['rate']:,.0f} events/s for {soak['seconds']:.0f} s "
-                  f"({soak['scored']:,} of {soak['events']:,} scored, {soak['duplicates']} duplicates): RSS "
-                  f"{soak['rss_start_mib']} -> {soak['rss_end_mib']} MiB after warm-up, slope "
-                  f"{soak['rss_slope_mib_per_min']} MiB/min (bound {soak['slope_bound_mib_per_min']}: a "
-                  f"64-byte-per-event leak): {'flat' if soak['flat'] else 'GROWING'}.", ""]
+        if "error" in soak:
+            lines += ["## Soak", "", f"{soak['engine']} engine, {soak['rate']:,.0f} events/s for "
+                      f"{soak['seconds']:.0f} s: FAILED: {soak['error'].splitlines()[0]}", ""]
+        else:
+            lines += ["## Soak", "", f"{soak['engine']} engine, {soak['rate']:,.0f} events/s for "
+                      f"{soak['seconds']:.0f} s ({soak['scored']:,} of {soak['events']:,} scored, "
+                      f"{soak['duplicates']} duplicates; last score "
+                      f"{soak.get('drain_after_publish_s', 'n/a')} s after the last publish): RSS "
+                      f"{soak['rss_start_mib']} -> {soak['rss_end_mib']} MiB after warm-up, slope "
+                      f"{soak['rss_slope_mib_per_min']} MiB/min (bound {soak['slope_bound_mib_per_min']}: a "
+                      f"64-byte-per-event leak): {'flat' if soak['flat'] else 'GROWING'}.", ""]
     train = result.get("training")
     if train:
         lines += ["## Training (one prequential fold, small simulated data)", "",

@@ -62,18 +62,23 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
     publisher.start()
     try:
         publisher.join(timeout=seconds * 3 + 120)
+        published_by = time.monotonic()
         collector.wait_for(total, worker)
+        drain_s = time.monotonic() - published_by
     finally:
         worker.stop()
         collector.stop()
     assert worker.monitor is not None
     times, _, rss = worker.monitor.window(began + warmup_s, time.monotonic())
+    times, rss = [t for t, r in zip(times, rss, strict=True) if r > 0], [r for r in rss if r > 0]  # 0: exited
     slope = rss_slope_mib_per_min(times, rss)
     bound = slope_bound_mib_per_min(rate)
     return {
         "engine": engine, "rate": round(rate, 1), "seconds": seconds, "warmup_s": warmup_s, "events": total,
         "laps": -(-total // per_lap),
         "scored": len(collector.times_ms), "duplicates": collector.duplicates,
+        # how long the last scores took to come after the last publish: seconds, not minutes, if the worker kept up
+        "drain_after_publish_s": round(drain_s, 1),
         "rss_start_mib": round(rss[0] / 2**20, 1) if rss else None,
         "rss_end_mib": round(rss[-1] / 2**20, 1) if rss else None,
         "rss_range_after_warmup_mib": round((max(rss) - min(rss)) / 2**20, 1) if rss else None,

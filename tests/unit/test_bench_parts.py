@@ -78,3 +78,16 @@ def test_goals_flag_what_is_met_and_markdown_renders() -> None:
                "load_average_at_start": [1.0], "versions": {"python": "3.11"}}
     text = markdown({"machine": machine, "started_at": "now", "took_s": 1.0, "e2e": e2e})
     assert "| kafka | 50pct |" in text and "NO" in text and "passthrough plain" in text
+
+
+def test_a_failed_soak_is_reported_beside_a_finished_one() -> None:
+    machine = {"command": "python -m bench", "cpu_model": "x", "cores": 2, "memory_gib": 1.0,
+               "load_average_at_start": [1.0], "versions": {"python": "3.11"}}
+    failed = {"engine": "kafka", "rate": 500.0, "seconds": 60.0, "error": "no new score for 90 s\nlog tail"}
+    text = markdown({"machine": machine, "started_at": "now", "took_s": 1.0, "soak": failed})
+    assert "FAILED: no new score for 90 s" in text and "log tail" not in text
+    done = {"engine": "kafka", "rate": 500.0, "seconds": 60.0, "events": 30000, "scored": 30000, "duplicates": 0,
+            "drain_after_publish_s": 1.5, "rss_start_mib": 300.0, "rss_end_mib": 301.0,
+            "rss_slope_mib_per_min": 0.2, "slope_bound_mib_per_min": 1.8, "flat": True}
+    text = markdown({"machine": machine, "started_at": "now", "took_s": 1.0, "soak": done})
+    assert "1.5 s after the last publish" in text and ": flat." in text
