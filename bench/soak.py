@@ -32,6 +32,18 @@ def lap(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
+def in_the_past(frame: pd.DataFrame, laps: int, now: pd.Timestamp) -> pd.DataFrame:
+    """The frame moved earlier, if need be, so that its last lap still ends a day before `now`: events from the
+    future are dead-lettered (max_future_skew_s), and a long soak of a short frame would get there."""
+    span = frame["timestamp"].max() - frame["timestamp"].min() + pd.Timedelta(days=1)
+    overshoot = frame["timestamp"].max() + (laps - 1) * span - (now - pd.Timedelta(days=1))
+    if overshoot <= pd.Timedelta(0):
+        return frame
+    out = frame.copy()
+    out["timestamp"] = out["timestamp"] - overshoot
+    return out
+
+
 def slope_bound_mib_per_min(rate: float) -> float:
     """A leak of LEAK_BYTES_PER_EVENT at `rate` events/s, in MiB per minute, but never below 1 MiB/min (the
     allocator's own noise over a few minutes)."""
@@ -47,6 +59,7 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
     worker = EngineProcess(settings, engine, workdir / f"soak-{engine}.log").start()
     per_lap = len(frame)
     total = int(rate * seconds)
+    frame = in_the_past(frame, -(-total // per_lap), pd.Timestamp.now(tz="UTC"))
     published = [0]
 
     def feed() -> None:
@@ -66,7 +79,7 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
         collector.wait_for(total, worker)
         drain_s = time.monotonic() - published_by
     finally:
-        worker.stop()
+        summary = worker.stop()
         collector.stop()
     assert worker.monitor is not None
     times, _, rss = worker.monitor.window(began + warmup_s, time.monotonic())
@@ -78,7 +91,7 @@ def run_soak(settings: Settings, frame: pd.DataFrame, engine: str, rate: float, 
         "laps": -(-total // per_lap),
         "scored": len(collector.times_ms), "duplicates": collector.duplicates,
         # how long the last scores took to come after the last publish: seconds, not minutes, if the worker kept up
-        "drain_after_publish_s": round(drain_s, 1),
+        "drain_after_publish_s": round(drain_s, 1), "engine_summary": summary,
         "rss_start_mib": round(rss[0] / 2**20, 1) if rss else None,
         "rss_end_mib": round(rss[-1] / 2**20, 1) if rss else None,
         "rss_range_after_warmup_mib": round((max(rss) - min(rss)) / 2**20, 1) if rss else None,

@@ -30,7 +30,7 @@ class PartitionWrite:
 
     expected_offset: int | None  # as read in prepare; None: no offset stored yet
     new_offset: int
-    prune_below: int
+    prune_below: int  # cached outputs at lower offsets are dropped by this commit
     values: dict[str, bytes] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)  # non-replayed offsets, in record order
     states: dict[str, object] = field(default_factory=dict)  # the decoded records behind `values`, for the cache

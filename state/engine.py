@@ -57,6 +57,10 @@ class KeyValueFeatureStore(ABC):
         self.ttl_s = ttl_seconds(cfg)
         self._user_key = user_key or (lambda user_id: user_id)
         self.cache = StateCache()
+        #: per transactions partition, the first offset of the last batch that held it: cached outputs from there on
+        #: are kept by the next commit (an engine may commit batch n here before batch n-1's Kafka transaction ends,
+        #: and batch n-1 may have been all replays)
+        self._kept_from: dict[int, int] = {}
         self._key_names: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.monotonic: Callable[[], float] = time.monotonic  # the clock TTLs run on (wall time, not event time)
         self.counters: dict[str, int] = {
@@ -153,7 +157,8 @@ class KeyValueFeatureStore(ABC):
             write = writes.get(p)
             if write is None:
                 low = min(r.offset for r in records if r.partition == p)
-                write = writes[p] = PartitionWrite(last, rec.offset, low)
+                # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
+                write = writes[p] = PartitionWrite(last, rec.offset, min(low, self._kept_from.get(p, low)))
             write.new_offset = max(write.new_offset, rec.offset)
             write.offsets.append(rec.offset)
             user = users[ukey]
@@ -195,6 +200,11 @@ class KeyValueFeatureStore(ABC):
             self._commit_cached(
                 [(self.keys.txn_tag(p), c) for p, c in zip(sorted(batch._writes), commits, strict=True)]
             )
+        # every partition of the batch, replay-only ones too: their outputs may be in the transaction in flight
+        lows: dict[int, int] = {}
+        for rec in batch.records:
+            lows[rec.partition] = min(lows.get(rec.partition, rec.offset), rec.offset)
+        self._kept_from.update(lows)
 
     def apply_labels(self, records: Sequence[LabelRecord]) -> int:
         records = list(records)

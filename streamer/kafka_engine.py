@@ -2,6 +2,9 @@
 
 Exactly once for read_committed consumers: outputs and consumed offsets commit together; a crash anywhere replays
 the batch, and the idempotent Redis side returns the cached outputs, so the replay produces identical bytes.
+A batch's transaction runs on a background thread while the next batch is fetched and processed (its state goes to
+Redis); the next transaction starts only once the previous one has ended. If one aborts, the consumer rewinds to
+its batch's start and both batches come again as replays: Redis keeps the outputs of the batch before the last.
 Redis down: the batch is held, partitions paused, retried with exponential backoff; nothing is committed meanwhile.
 Labels come through a second consumer (group `<group>.labels`): one group over both topics lets the sticky assignor
 give one worker every transactions partition and the other only labels. Labels are applied idempotently per offset
@@ -25,7 +28,7 @@ from fraudstream.errors import InfraError, StateStoreError
 from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
 from streamer.core import BatchResult, RawRecord, StreamProcessor
-from streamer.kafka_tx import TransactionalOutput
+from streamer.kafka_tx import BackgroundCommitter, InFlight, TransactionalOutput
 from streamer.metrics import RecentValues, StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,8 @@ class KafkaEngine:
         self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
         self.label_consumer = Consumer(consumer_config(settings, f"{self.cfg.consumer_group}.labels", **extra))
         self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
+        self.committer = BackgroundCommitter(self.output, self.consumer)
+        self._in_flight: InFlight | None = None
 
     @property
     def client_id(self) -> str:
@@ -123,12 +128,14 @@ class KafkaEngine:
         log.info("assigned %s", _names(partitions), extra={"event": "assign", "instance": self.instance_id})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Batches are processed and their transaction finished before consume() is called again, so no transaction
-        # is open here; a batch held during a Redis outage loses the revoked partitions' records (the new owner
-        # reads them from the committed offsets).
-        self.output.abort_if_open()
+        # The transaction in flight ends before the partitions go (an aborted one rewinds only the partitions kept);
+        # a batch held during a Redis outage loses the revoked partitions' records (the new owner reads them from
+        # the committed offsets).
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned -= gone
+        if not self._settle(after=self._held):
+            self._held = []  # rewound with the aborted batch: it comes again from the consumer
+        self.output.abort_if_open()
         self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
         log.info("revoked %s", _names(partitions), extra={"event": "revoke", "instance": self.instance_id})
 
@@ -147,10 +154,13 @@ class KafkaEngine:
         self._last_activity = time.monotonic()
         try:
             while not self.stop_event.is_set():
+                if self._in_flight is not None and self._in_flight.future.done():
+                    self._settle()
                 if max_events is not None and self.stats.records >= max_events:
                     break
                 records = self._poll(wait_s)
                 if not records:
+                    self._settle()
                     if idle_exit_s is not None and self._idle_for(idle_exit_s):
                         log.info("idle for %.1f s, stopping", idle_exit_s)
                         break
@@ -162,14 +172,18 @@ class KafkaEngine:
                 self._handle(records)
                 self._last_activity = time.monotonic()  # a batch held through an outage is not idleness
                 self._report_lag()
+            self._settle()
         finally:
             self.close()
         return self.stats
 
     def _idle_for(self, idle_exit_s: float) -> bool:
-        """Idle this long with partitions assigned (a restart waits for the dead member's session to expire)."""
+        """Idle this long with transactions partitions assigned (a restart waits for the dead member's session to
+        expire; the labels group, joined apart, may assign its partitions sooner)."""
         now = time.monotonic()
-        if not self._assigned and now - self.stats.started < UNASSIGNED_GRACE_S:
+        txn_topic = self.settings.topics.transactions
+        assigned = any(topic == txn_topic for topic, _ in self._assigned)
+        if not assigned and now - self.stats.started < UNASSIGNED_GRACE_S:
             return False
         return now - self._last_activity >= idle_exit_s
 
@@ -221,30 +235,37 @@ class KafkaEngine:
                     log.warning("stopping during a state store outage; the held batch stays uncommitted")
                     self._held = []
                 continue
-            if self._commit(self._held, result):
-                self._account(self._held, result)
-                self._held = []
-            else:
-                self._held = []  # rewound: the records come again from the committed offsets
+            batch, self._held = self._held, []
+            if self._settle(after=batch):  # else both were rewound: they come again, replayed from Redis
+                future = self.committer.submit(result.messages, self._txn_offsets(result))
+                self._in_flight = InFlight(batch, result, future)
         self._resume()
 
-    def _commit(self, records: list[RawRecord], result: BatchResult) -> bool:
-        """One transaction: outputs + offsets. False if it was aborted (consumer rewound to the batch start)."""
+    def _txn_offsets(self, result: BatchResult) -> dict[tuple[str, int], int]:
+        txn_topic = self.settings.topics.transactions
+        return {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
+
+    def _settle(self, after: list[RawRecord] | None = None) -> bool:
+        """Wait for the transaction in flight. True if it committed (or none was in flight); False if it aborted:
+        the consumer is rewound to its batch's start, and to the start of `after` (records fetched since)."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return True
         try:
-            txn_topic = self.settings.topics.transactions
-            offsets = {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
-            self.output.commit(result.messages, offsets, self.consumer)
+            committed_at = flight.future.result()
         except KafkaException as exc:
             self.stats.kafka_retries += 1
             log.warning("transaction aborted (%s); rewinding to the batch start", exc.args[0])
-            self._rewind(records)
+            self._rewind(flight.records + (after or []))
             return False
-        labels = [TopicPartition(t, p, off) for (t, p), off in result.next_offsets.items() if t != txn_topic]
+        txn_topic = self.settings.topics.transactions
+        labels = [TopicPartition(t, p, off) for (t, p), off in flight.result.next_offsets.items() if t != txn_topic]
         if labels:
             try:
                 self.label_consumer.commit(offsets=labels, asynchronous=False)
             except KafkaException as exc:  # applied idempotently: a replay of these labels changes nothing
                 log.warning("label offsets not committed (%s); they will be re-read and ignored", exc.args[0])
+        self._account(flight.records, flight.result, committed_at)
         return True
 
     def _rewind(self, records: list[RawRecord]) -> None:
@@ -256,8 +277,7 @@ class KafkaEngine:
                 consumer = self.consumer if topic == self.settings.topics.transactions else self.label_consumer
                 consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _account(self, records: list[RawRecord], result: BatchResult) -> None:
-        committed = time.time()
+    def _account(self, records: list[RawRecord], result: BatchResult, committed: float) -> None:
         c, s = result.counts, self.stats
         s.batches += 1
         s.records += len(records)
@@ -315,6 +335,7 @@ class KafkaEngine:
         self.stop_event.set()
 
     def close(self) -> None:
+        self.committer.close()  # a transaction still in flight (the loop failed) ends before the producer goes
         for consumer in (self.consumer, self.label_consumer):
             try:
                 consumer.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -12,6 +15,9 @@ from fraudstream.errors import InfraError
 from fraudstream.kafka_config import producer_config
 from fraudstream.settings import Settings
 from streamer.outputs import OutputMessage
+
+if TYPE_CHECKING:
+    from streamer.core import BatchResult, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +124,32 @@ class TransactionalOutput:
     def close(self) -> None:
         self.abort_if_open()
         self._producer.flush(self.timeout_s)
+
+
+@dataclass
+class InFlight:
+    """A batch whose transaction runs in the background: the future gives the commit's wall time, or raises
+    KafkaException if the transaction was aborted."""
+
+    records: list[RawRecord]
+    result: BatchResult
+    future: Future[float]
+
+
+class BackgroundCommitter:
+    """Runs one batch's transaction at a time on a thread of its own, so the worker processes the next batch
+    meanwhile. The caller waits for a future before submitting the next (one transaction open at most)."""
+
+    def __init__(self, output: TransactionalOutput, consumer: Consumer) -> None:
+        self.output, self.consumer = output, consumer
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-transaction")
+
+    def submit(self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int]) -> Future[float]:
+        return self._thread.submit(self._commit, messages, next_offsets)
+
+    def _commit(self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int]) -> float:
+        self.output.commit(messages, next_offsets, self.consumer)
+        return time.time()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)

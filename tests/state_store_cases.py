@@ -66,6 +66,32 @@ def test_replaying_a_batch_leaves_state_as_once(store_factory: StoreFactory, sna
     assert snapshot(twice) == snapshot(once)
 
 
+def test_the_previous_batch_outputs_stay_cached_for_one_more_commit(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    first, second, third = records(1, 0, 3), records(1, 3, 3), records(1, 6, 3)
+
+    def outputs(batch: list[SourceRecord]) -> list[bytes | None]:
+        return [r.txn.transaction_id.encode() for r in batch]
+
+    store.commit_batch(store.prepare_batch(first), outputs(first))
+    store.commit_batch(store.prepare_batch(second), outputs(second))
+    # the first batch's Kafka transaction may still be in flight and abort: both batches replay from the cache
+    assert store.prepare_batch(first + second).cached_outputs == outputs(first) + outputs(second)
+    store.commit_batch(store.prepare_batch(third), outputs(third))
+    assert store.prepare_batch(second).cached_outputs == outputs(second)
+    assert store.prepare_batch(first).cached_outputs == [None, None, None]  # committed two batches ago: dropped
+    # a restarted worker (nothing in flight) keeps only from its first batch on ...
+    fresh = store_factory()
+    replay = fresh.prepare_batch(third)  # ... and a batch of replays alone counts as a batch: its outputs are
+    fresh.commit_batch(replay, [None, None, None])  # going out again in the transaction now in flight
+    fourth = records(1, 9, 2)
+    fresh.commit_batch(fresh.prepare_batch(fourth), outputs(fourth))
+    assert fresh.prepare_batch(third).cached_outputs == outputs(third)
+    fifth = records(1, 11, 2)
+    fresh.commit_batch(fresh.prepare_batch(fifth), outputs(fifth))
+    assert fresh.prepare_batch(third).cached_outputs == [None, None, None]
+
+
 def test_fenced_writer_is_refused_and_writes_nothing(
     store_factory: StoreFactory, snapshot: Callable[..., dict]
 ) -> None:

@@ -16,6 +16,7 @@ import redis
 
 from fraudstream.contracts import Transaction
 from fraudstream.settings import Settings
+from streamer.kafka_engine import SESSION_TIMEOUT_MS
 from tests.streamer_kafka_support import isolated_settings, publish, read_all
 from tests.streamer_process import start_worker
 from tests.streamer_support import publish_tiny_model, simulated_transactions
@@ -97,10 +98,15 @@ def _crash_run(
     while True:
         worker = start_worker(crashed, "victim", idle_exit_s=8.0)
         if done_kills >= kills:
-            _finish(worker, timeout_s=1200)
+            last = _finish(worker, timeout_s=1200)
+            print(f"last worker: {last['records']} records, {last['replayed']} replayed")
             break
-        try:  # startup takes a few seconds: kills land during startup, mid-batch and between transactions
-            worker.wait(timeout=rng.uniform(3.0, 15.0))
+        # Startup takes about 3 s; a restart then waits for the killed member's session to expire before it gets
+        # partitions, and scores thousands of events a second once it has them. The kills land during startup,
+        # mid-batch, between a batch's Redis write and its transaction, and with a transaction in flight.
+        wait_s = rng.uniform(2.0, 7.0) if done_kills == 0 else SESSION_TIMEOUT_MS / 1000 + rng.uniform(0.5, 4.0)
+        try:
+            worker.wait(timeout=wait_s)
             break  # finished before the kill
         except subprocess.TimeoutExpired:
             worker.kill()
@@ -128,7 +134,7 @@ def test_sigkill_at_random_points_replays_into_identical_outputs(
     stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    _crash_run(stack_settings, unique_name, tmp_path, customers=1650, kills=4)  # about 20k events
+    _crash_run(stack_settings, unique_name, tmp_path, customers=4000, kills=4)  # about 48k events
     assert time.monotonic() - started < 900
 
 

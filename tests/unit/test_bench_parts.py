@@ -11,7 +11,7 @@ import pandas as pd
 from bench.e2e import percentiles, sustained_rate
 from bench.monitor import ProcessMonitor, read_cpu_rss, rss_slope_mib_per_min
 from bench.report import goals, markdown
-from bench.soak import lap, slope_bound_mib_per_min
+from bench.soak import in_the_past, lap, slope_bound_mib_per_min
 
 
 def test_own_process_is_sampled_and_a_missing_one_is_none() -> None:
@@ -91,3 +91,14 @@ def test_a_failed_soak_is_reported_beside_a_finished_one() -> None:
             "rss_slope_mib_per_min": 0.2, "slope_bound_mib_per_min": 1.8, "flat": True}
     text = markdown({"machine": machine, "started_at": "now", "took_s": 1.0, "soak": done})
     assert "1.5 s after the last publish" in text and ": flat." in text
+
+
+def test_soak_laps_never_reach_the_future() -> None:
+    frame = pd.DataFrame({"transaction_id": ["a", "b"],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-03"], utc=True)})
+    now = pd.Timestamp("2024-03-01", tz="UTC")
+    assert in_the_past(frame, 5, now) is frame  # five 3-day laps end on 2024-01-15: nothing to move
+    moved = in_the_past(frame, 40, now)  # forty would end in April
+    last = lap(moved, 39)
+    assert last["timestamp"].max() == now - pd.Timedelta(days=1)
+    assert (moved["timestamp"].diff().dropna() == frame["timestamp"].diff().dropna()).all()
