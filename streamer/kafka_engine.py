@@ -237,13 +237,16 @@ class KafkaEngine:
                 continue
             batch, self._held = self._held, []
             if self._settle(after=batch):  # else both were rewound: they come again, replayed from Redis
-                future = self.committer.submit(result.messages, self._txn_offsets(result))
+                future = self.committer.submit(result.messages, self._split_offsets(result)[0])
                 self._in_flight = InFlight(batch, result, future)
         self._resume()
 
-    def _txn_offsets(self, result: BatchResult) -> dict[tuple[str, int], int]:
+    def _split_offsets(self, result: BatchResult) -> tuple[dict[tuple[str, int], int], list[TopicPartition]]:
+        """A batch's next offsets: the transactions topic's (sent in its transaction), the labels' (committed after)."""
         txn_topic = self.settings.topics.transactions
-        return {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
+        txn = {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
+        labels = [TopicPartition(t, p, off) for (t, p), off in result.next_offsets.items() if t != txn_topic]
+        return txn, labels
 
     def _settle(self, after: list[RawRecord] | None = None) -> bool:
         """Wait for the transaction in flight. True if it committed (or none was in flight); False if it aborted:
@@ -258,8 +261,7 @@ class KafkaEngine:
             log.warning("transaction aborted (%s); rewinding to the batch start", exc.args[0])
             self._rewind(flight.records + (after or []))
             return False
-        txn_topic = self.settings.topics.transactions
-        labels = [TopicPartition(t, p, off) for (t, p), off in flight.result.next_offsets.items() if t != txn_topic]
+        _, labels = self._split_offsets(flight.result)
         if labels:
             try:
                 self.label_consumer.commit(offsets=labels, asynchronous=False)
