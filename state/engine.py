@@ -57,10 +57,12 @@ class KeyValueFeatureStore(ABC):
         self.ttl_s = ttl_seconds(cfg)
         self._user_key = user_key or (lambda user_id: user_id)
         self.cache = StateCache()
-        #: per transactions partition, the first offset of the last batch that held it: cached outputs from there on
-        #: are kept by the next commit (an engine may commit batch n here before batch n-1's Kafka transaction ends,
-        #: and batch n-1 may have been all replays)
+        #: per transactions partition, cached outputs from this offset on are kept by the next commit: the first
+        #: offset of the last batch that held it (an engine may commit batch n here before batch n-1's Kafka
+        #: transaction ends, and batch n-1 may have been all replays), or earlier, see keep_outputs_from
         self._kept_from: dict[int, int] = {}
+        #: per transactions partition, the first offset of the engine's uncommitted Kafka transaction
+        self._unsettled_from: dict[int, int] = {}
         self._key_names: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.monotonic: Callable[[], float] = time.monotonic  # the clock TTLs run on (wall time, not event time)
         self.counters: dict[str, int] = {
@@ -204,7 +206,16 @@ class KeyValueFeatureStore(ABC):
         lows: dict[int, int] = {}
         for rec in batch.records:
             lows[rec.partition] = min(lows.get(rec.partition, rec.offset), rec.offset)
-        self._kept_from.update(lows)
+        for p, low in lows.items():
+            self._kept_from[p] = min(low, self._unsettled_from.get(p, low))
+
+    def keep_outputs_from(self, first_offsets: dict[int, int]) -> None:
+        """Per transactions partition, the first offset of the engine's Kafka transaction not yet committed (it
+        spans several batches): an abort or a crash replays from there, so cached outputs from there on are kept
+        until the engine gives later offsets (or none, once it committed)."""
+        self._unsettled_from = dict(first_offsets)
+        for p, offset in first_offsets.items():
+            self._kept_from[p] = min(offset, self._kept_from.get(p, offset))
 
     def apply_labels(self, records: Sequence[LabelRecord]) -> int:
         records = list(records)

@@ -18,6 +18,11 @@ class FeatureStore(Protocol):
         """One atomic write per partition, compare-and-set on the offsets read in prepare."""
         ...
 
+    def keep_outputs_from(self, first_offsets: dict[int, int]) -> None:
+        """Keep cached outputs from these offsets on (per transactions partition): where a Kafka transaction that
+        spans several batches began, so an abort or a crash replays all of them from the cache."""
+        ...
+
     def apply_labels(self, records: Sequence[LabelRecord]) -> int:
         """Fold fraud labels into merchant risk; idempotent per labels-partition offset. Returns labels used."""
         ...

@@ -92,6 +92,30 @@ def test_the_previous_batch_outputs_stay_cached_for_one_more_commit(store_factor
     assert fresh.prepare_batch(third).cached_outputs == [None, None, None]
 
 
+def test_outputs_stay_cached_back_to_the_start_of_the_uncommitted_transaction(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    batches = [records(1, 3 * i, 3) for i in range(6)]
+
+    def outputs(batch: list[SourceRecord]) -> list[bytes | None]:
+        return [r.txn.transaction_id.encode() for r in batch]
+
+    store.commit_batch(store.prepare_batch(batches[0]), outputs(batches[0]))
+    # one Kafka transaction spans batches 1..3 (a commit interval): the engine says where it began
+    store.keep_outputs_from({1: batches[1][0].offset})
+    for batch in batches[1:4]:
+        store.commit_batch(store.prepare_batch(batch), outputs(batch))
+    # it aborts, or the worker is killed: every batch of the interval replays from the cache, identically
+    interval = [r for batch in batches[1:4] for r in batch]
+    replay = store.prepare_batch(interval)
+    assert replay.replayed.all() and replay.cached_outputs == outputs(interval)
+    # once it committed, the engine holds nothing back: the older outputs go with the next commits
+    store.keep_outputs_from({})
+    for batch in batches[4:]:
+        store.commit_batch(store.prepare_batch(batch), outputs(batch))
+    assert store.prepare_batch(batches[4]).cached_outputs == outputs(batches[4])
+    assert store.prepare_batch(batches[3]).cached_outputs == [None, None, None]
+
+
 def test_fenced_writer_is_refused_and_writes_nothing(
     store_factory: StoreFactory, snapshot: Callable[..., dict]
 ) -> None:
