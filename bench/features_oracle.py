@@ -42,7 +42,7 @@ def canonical_from_handbook(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def run_oracle(shared: Path, workers: int | None = None) -> dict[str, Any]:
+def run_oracle(shared: Path) -> dict[str, Any]:
     folder = shared / "datasets" / "handbook-sim"
     tx_files = sorted(folder.glob("transactions_*.parquet"))
     golden_files = sorted(folder.glob("features_golden_*.parquet"))
@@ -52,7 +52,7 @@ def run_oracle(shared: Path, workers: int | None = None) -> dict[str, Any]:
     golden = pd.concat([pd.read_parquet(f) for f in golden_files], ignore_index=True)
     canonical = canonical_from_handbook(raw)
     started = time.perf_counter()
-    features = build_features(canonical, None, FeatureConfig(), workers=workers)
+    features = build_features(canonical, None, FeatureConfig())
     seconds = time.perf_counter() - started
     ours = features.set_index("transaction_id").loc[golden["TRANSACTION_ID"].astype(str)]
     mismatches: dict[str, int] = {}
@@ -78,11 +78,10 @@ def run_oracle(shared: Path, workers: int | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared folder (default ../shared)")
-    parser.add_argument("--workers", type=int, default=None, help="processes for the per-user fold")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     try:
-        report = run_oracle(args.shared, args.workers)
+        report = run_oracle(args.shared)
     except InputError as exc:
         print(f"features_oracle: error: {exc}", file=sys.stderr)
         return 2

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from features.spec import CHANNELS
 from fraudstream.contracts import Transaction
@@ -60,3 +66,60 @@ def fields_of(txn: Transaction) -> TxnFields:
         channel=MISSING if txn.channel is None else CHANNEL_CODES[txn.channel.value],
         country_missing=txn.country is None,
     )
+
+
+@dataclass(frozen=True)
+class TxnColumns:
+    """A batch of transactions reduced to columns (the same primitives as TxnFields), built in one pass."""
+
+    ts: npt.NDArray[np.int64]
+    cents: npt.NDArray[np.int64]
+    amount: npt.NDArray[np.float64]
+    merchant_h: npt.NDArray[np.int64]
+    category_h: npt.NDArray[np.int64]
+    device_h: npt.NDArray[np.int64]
+    lat_e6: npt.NDArray[np.int64]  # 0 where not located
+    lon_e6: npt.NDArray[np.int64]
+    located: npt.NDArray[np.bool_]
+    channel: npt.NDArray[np.int64]
+    country_missing: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def columns_of(txns: Sequence[Transaction]) -> TxnColumns:
+    """TxnColumns of validated transactions; equal, row for row, to `fields_of` of each."""
+    n = len(txns)
+    hashes: dict[str | None, int] = {None: MISSING}
+
+    def h(value: str | None) -> int:
+        found = hashes.get(value)
+        if found is None:
+            found = hashes[value] = id_hash(value)  # type: ignore[arg-type]
+        return found
+
+    stamps = np.fromiter((t.timestamp.timestamp() for t in txns), np.float64, n)
+    amount = np.fromiter((t.amount for t in txns), np.float64, n)
+    lat = np.fromiter((math.nan if t.latitude is None or t.longitude is None else t.latitude for t in txns),
+                      np.float64, n)  # fmt: skip
+    lon = np.fromiter((math.nan if t.latitude is None or t.longitude is None else t.longitude for t in txns),
+                      np.float64, n)  # fmt: skip
+    located = ~np.isnan(lat)
+    codes = CHANNEL_CODES
+    return TxnColumns(
+        # floor of the float epoch: exact for whole microseconds before 2100 (a second's last microsecond is
+        # 1e-6 below the next second, more than the float's half ulp there)
+        ts=np.floor(stamps).astype(np.int64),
+        cents=np.rint(amount * 100.0).astype(np.int64),
+        amount=amount,
+        merchant_h=np.fromiter((h(t.merchant_id) for t in txns), np.int64, n),
+        category_h=np.fromiter((h(t.merchant_category) for t in txns), np.int64, n),
+        device_h=np.fromiter((h(t.device_id) for t in txns), np.int64, n),
+        lat_e6=np.where(located, np.rint(np.nan_to_num(lat) * 1e6), 0).astype(np.int64),
+        lon_e6=np.where(located, np.rint(np.nan_to_num(lon) * 1e6), 0).astype(np.int64),
+        located=located,
+        channel=np.fromiter((MISSING if t.channel is None else codes[t.channel.value] for t in txns), np.int64, n),
+        country_missing=np.fromiter((t.country is None for t in txns), np.bool_, n),
+    )
+

@@ -1,16 +1,13 @@
-"""Offline feature building for training: the online kernels folded over a frame sorted by event time.
+"""Offline feature building for training: the online fold over a frame sorted by event time.
 
-Static and merchant columns are vectorised (same definitions, integer counts, same divisions); the
-per-user columns fold `user_kernel`/`fold_kernel` row by row, exactly as the store does online.
+Static and merchant columns are vectorised (same definitions, integer counts, same divisions); the per-user
+columns come from the compiled fold the online store uses (`features.user_fold`), one user group after another.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -18,12 +15,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from features.config import FeatureConfig
-from features.fields import CHANNEL_CODES, MISSING, TxnFields, id_hash
-from features.offline_windows import window_block
+from features.fields import CHANNEL_CODES, MISSING, TxnColumns, id_hash
 from features.spec import FEATURE_NAMES, MERCHANT_NAMES, MERCHANT_WINDOWS, STATIC_NAMES, USER_NAMES
-from features.state import UserState
-from features.static import static_features
-from features.transform import fold_kernel, history_kernel, late_kernel, sequence_kernel
+from features.static import static_columns
+from features.user_fold import fold_user_batch, user_events
 from fraudstream.contracts import MAX_AMOUNT, MAX_EVENT_TIME, MIN_EVENT_TIME, Transaction
 from fraudstream.errors import InputError
 
@@ -112,14 +107,14 @@ def merchant_block(
     key = (mcode << 32) | ts
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
-    pos = np.empty(n, dtype=np.int64)
-    pos[order] = np.arange(n)  # rows before this one at the same merchant: earlier in the stream
-    end = ts - cfg.delay_s
+    here = np.arange(n)  # rows before this one at the same merchant: earlier in the stream (sorted position)
+    # queries in sorted order are sorted too: searchsorted walks memory forward instead of jumping
+    sorted_end = sorted_key - cfg.delay_s
     fm, fts = mcode[fraud_rows], ts[fraud_rows]
     out = np.zeros((n, len(MERCHANT_NAMES)), dtype=np.float64)
     for j, (_, width) in enumerate(MERCHANT_WINDOWS):
-        hi = np.minimum(np.searchsorted(sorted_key, (mcode << 32) | end, "right"), pos)
-        lo = np.minimum(np.searchsorted(sorted_key, (mcode << 32) | (end - width), "right"), hi)
+        hi = np.minimum(np.searchsorted(sorted_key, sorted_end, "right"), here)
+        lo = np.minimum(np.searchsorted(sorted_key, sorted_end - width, "right"), hi)
         count = hi - lo
         # a fraud at s known at `at` counts for events at t in [max(s + delay, at), s + delay + width)
         start = np.maximum(fts + cfg.delay_s, fraud_at)
@@ -128,21 +123,15 @@ def merchant_block(
         diff = np.zeros(n + 1, dtype=np.int64)
         np.add.at(diff, np.searchsorted(sorted_key, (fm[ok] << 32) | start[ok], "left"), 1)
         np.add.at(diff, np.searchsorted(sorted_key, (fm[ok] << 32) | stop[ok], "left"), -1)
-        frauds = np.cumsum(diff)[:n][pos]
-        out[:, 2 * j] = count
+        frauds = np.cumsum(diff)[:n]
+        out[order, 2 * j] = count
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, 2 * j + 1] = np.where(count > 0, np.minimum(frauds, count) / np.maximum(count, 1), 0.0)
+            out[order, 2 * j + 1] = np.where(count > 0, np.minimum(frauds, count) / np.maximum(count, 1), 0.0)
     return out
 
 
-def build_features(
-    transactions: pd.DataFrame, labels: pd.DataFrame | None, cfg: FeatureConfig, *, workers: int | None = None
-) -> pd.DataFrame:
-    """Features of every transaction, in event-time order (stable), exactly as the online store folds them.
-
-    `workers`: processes for the per-user fold (default: up to 2 CPUs; 1 = no fork).
-    """
-    workers = min(2, os.cpu_count() or 1) if workers is None else max(1, workers)
+def build_features(transactions: pd.DataFrame, labels: pd.DataFrame | None, cfg: FeatureConfig) -> pd.DataFrame:
+    """Features of every transaction, in event-time order (stable), exactly as the online store folds them."""
     _validate(transactions)
     ts_all = _utc_seconds(transactions["timestamp"])
     order = np.argsort(ts_all, kind="stable")
@@ -150,21 +139,28 @@ def build_features(
     ts = ts_all[order]
     n = len(df)
     amount = pd.to_numeric(df["amount"]).to_numpy(dtype=np.float64)
-    cents = np.rint(amount * 100.0).astype(np.int64)
     ids = {c: df[c].astype(str).str.strip() for c in ID_COLUMNS}
-    merchant_h = _codes(ids["merchant_id"], id_hash)
-    category_h = _codes(df["merchant_category"], id_hash) if "merchant_category" in df else np.full(n, MISSING)
-    device_h = _codes(df["device_id"], id_hash) if "device_id" in df else np.full(n, MISSING)
-    channel = _codes(df["channel"], lambda c: CHANNEL_CODES.get(c, MISSING)) if "channel" in df else np.full(n, MISSING)
-    country_missing = df["country"].isna().to_numpy() if "country" in df else np.ones(n, dtype=bool)
-    lat = _e6(df, "latitude", n)
-    lon = _e6(df, "longitude", n)
-    out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    lat, lon = _e6(df, "latitude", n), _e6(df, "longitude", n)
+    located = ~(np.isnan(lat) | np.isnan(lon))
+    cols = TxnColumns(
+        ts=ts,
+        cents=np.rint(amount * 100.0).astype(np.int64),
+        amount=amount,
+        merchant_h=_codes(ids["merchant_id"], id_hash),
+        category_h=_codes(df["merchant_category"], id_hash) if "merchant_category" in df else np.full(n, MISSING),
+        device_h=_codes(df["device_id"], id_hash) if "device_id" in df else np.full(n, MISSING),
+        lat_e6=np.where(located, np.nan_to_num(lat), 0).astype(np.int64),
+        lon_e6=np.where(located, np.nan_to_num(lon), 0).astype(np.int64),
+        located=located,
+        channel=_codes(df["channel"], _channel_code) if "channel" in df else np.full(n, MISSING),
+        country_missing=df["country"].isna().to_numpy() if "country" in df else np.ones(n, dtype=bool),
+    )
+    out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64, order="F")  # column-major: the frame takes it as is
     s, u = len(STATIC_NAMES), len(USER_NAMES)
-    out[:, :s] = static_features(ts, amount, channel, category_h, device_h, country_missing, cfg)
-    user_codes, _ = pd.factorize(ids["user_id"])
-    out[:, _WINDOWS] = window_block(user_codes, ts, cents)
-    late = _fold_users(user_codes, ts, cents, amount, merchant_h, category_h, device_h, lat, lon, cfg, out, workers)
+    out[:, :s] = static_columns(cols, cfg)
+    user_codes, uniques = pd.factorize(ids["user_id"])
+    fold = fold_user_batch([b""] * len(uniques), user_events(cols, user_codes.astype(np.int64)), cfg, encode=False)
+    out[:, s : s + u] = fold.features
     mcode, _ = pd.factorize(ids["merchant_id"])
     fraud_rows, fraud_at = _fraud_events(df, ts, labels, cfg)
     out[:, s + u :] = merchant_block(mcode.astype(np.int64), ts, fraud_rows, fraud_at, cfg)
@@ -172,8 +168,12 @@ def build_features(
     result["timestamp"] = pd.to_datetime(ts, unit="s", utc=True)
     if "is_fraud" in df.columns:
         result["is_fraud"] = df["is_fraud"].to_numpy()
-    result["late"] = late
+    result["late"] = fold.late
     return pd.concat([result, pd.DataFrame(out, columns=list(FEATURE_NAMES))], axis=1)
+
+
+def _channel_code(channel: str) -> int:
+    return CHANNEL_CODES.get(channel, MISSING)
 
 
 def _e6(df: pd.DataFrame, col: str, n: int) -> npt.NDArray[np.float64]:
@@ -181,91 +181,6 @@ def _e6(df: pd.DataFrame, col: str, n: int) -> npt.NDArray[np.float64]:
         return np.full(n, np.nan)
     values: npt.NDArray[np.float64] = np.rint(pd.to_numeric(df[col]).to_numpy(dtype=np.float64) * 1e6)
     return values
-
-
-_FOLD_INPUT: dict[str, Any] = {}
-_S, _U = len(STATIC_NAMES), len(USER_NAMES)
-#: Output columns of the sequential fold (history + location/novelty); the window columns are vectorised.
-_SEQUENTIAL = np.r_[_S : _S + 4, _S + _U - 8 : _S + _U]
-_WINDOWS = np.r_[_S + 4 : _S + _U - 8]
-
-
-def _fold_users(
-    user_codes: npt.NDArray[np.intp],
-    ts: npt.NDArray[np.int64],
-    cents: npt.NDArray[np.int64],
-    amount: npt.NDArray[np.float64],
-    merchant_h: npt.NDArray[np.int64],
-    category_h: npt.NDArray[np.int64],
-    device_h: npt.NDArray[np.int64],
-    lat: npt.NDArray[np.float64],
-    lon: npt.NDArray[np.float64],
-    cfg: FeatureConfig,
-    out: npt.NDArray[np.float64],
-    workers: int,
-) -> npt.NDArray[np.bool_]:
-    """Fold the per-user kernels in stream order into `out`'s USER_NAMES columns; returns late flags.
-
-    Users are independent, so with workers > 1 they are split by user code over forked processes.
-    """
-    arrays = (user_codes, ts, cents, amount, merchant_h, category_h, device_h, lat, lon)
-    late = np.zeros(len(ts), dtype=bool)
-    if workers <= 1 or len(ts) < 100_000:
-        rows, late_part = _fold_rows(np.arange(len(ts)), arrays, cfg)
-        out[:, _SEQUENTIAL] = rows
-        return late_part
-    groups = [np.flatnonzero(user_codes % workers == g) for g in range(workers)]
-    _FOLD_INPUT.update(arrays=arrays, cfg=cfg)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            for idx, (rows, late_part) in zip(
-                groups, pool.map(_fold_group, range(workers), [workers] * workers), strict=True
-            ):
-                out[np.ix_(idx, _SEQUENTIAL)] = rows
-                late[idx] = late_part
-    finally:
-        _FOLD_INPUT.clear()
-    return late
-
-
-def _fold_group(group: int, workers: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    arrays = _FOLD_INPUT["arrays"]
-    return _fold_rows(np.flatnonzero(arrays[0] % workers == group), arrays, _FOLD_INPUT["cfg"])
-
-
-def _fold_rows(
-    idx: npt.NDArray[np.intp], arrays: tuple[npt.NDArray[Any], ...], cfg: FeatureConfig
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    user_codes, ts, cents, amount, merchant_h, category_h, device_h, lat, lon = (a[idx] for a in arrays)
-    n = len(idx)
-    states: dict[int, UserState] = {}
-    empty = UserState()
-    late = np.zeros(n, dtype=bool)
-    located = ~(np.isnan(lat) | np.isnan(lon))
-    lat_i = [int(v) if ok else None for v, ok in zip(lat.tolist(), located.tolist(), strict=True)]
-    lon_i = [int(v) if ok else None for v, ok in zip(lon.tolist(), located.tolist(), strict=True)]
-    rows: list[list[float]] = []
-    columns = zip(
-        user_codes.tolist(),
-        ts.tolist(),
-        cents.tolist(),
-        amount.tolist(),
-        merchant_h.tolist(),
-        category_h.tolist(),
-        device_h.tolist(),
-        lat_i,
-        lon_i,
-        strict=True,
-    )
-    for i, (code, t, c, a, mh, ch, dh, la, lo) in enumerate(columns):
-        f = TxnFields(t, c, a, mh, ch, dh, la, lo, MISSING, False)
-        state = states.get(code, empty)
-        rows.append(history_kernel(state, f) + sequence_kernel(state, f))
-        if late_kernel(state, t, cfg):
-            late[i] = True
-        else:
-            states[code] = fold_kernel(state, f, cfg, with_log=False)
-    return np.asarray(rows, dtype=np.float64).reshape(n, len(_SEQUENTIAL)), late
 
 
 def transactions_from_frame(df: pd.DataFrame) -> Iterator[Transaction]:

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.config import DAY_S, FeatureConfig
+from features.fields import TxnColumns
 from features.spec import CATEGORY_BUCKETS, CHANNELS, STATIC_NAMES
 
 _angles = 2.0 * np.pi * np.arange(DAY_S, dtype=np.float64) / DAY_S
@@ -46,3 +47,9 @@ def static_features(
     out[:, col + 2] = device_h < 0
     out[:, col + 3] = country_missing
     return out
+
+
+def static_columns(cols: TxnColumns, cfg: FeatureConfig) -> npt.NDArray[np.float64]:
+    """STATIC_NAMES columns of a batch's TxnColumns."""
+    c = cols
+    return static_features(c.ts, c.amount, c.channel, c.category_h, c.device_h, c.country_missing, cfg)

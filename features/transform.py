@@ -32,7 +32,8 @@ _MIN_TRAVEL_H = 1.0 / 60.0
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    s1, s2 = math.sin(dp / 2), math.sin(dl / 2)
+    a = s1 * s1 + math.cos(p1) * math.cos(p2) * (s2 * s2)  # products, not ** 2: libm's pow may differ by an ulp
     return 2.0 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
@@ -79,7 +80,7 @@ def window_kernel(user: UserState, f: TxnFields) -> list[float]:
 def zscore_pair(cents: int, total: int, squares: int, n: int) -> list[float]:
     """Ratio to the previous window's mean and z-score against it (all in cents)."""
     mean = total / n
-    var = squares / n - mean * mean
+    var = float(squares) / n - mean * mean  # float() first: the compiled fold rounds its 128-bit sum the same way
     std = math.sqrt(var) if var > 0.0 else 0.0
     return [cents / max(mean, 1.0), (cents - mean) / max(std, STD_FLOOR_CENTS)]
 

@@ -12,13 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from features.config import FeatureConfig
-from features.fields import event_second, fields_of, id_hash
+from features.fields import columns_of, event_second, id_hash
 from features.merchant import apply_fraud_label, merchant_features, update_merchant_tx, view_with_tx
-from features.spec import FEATURE_NAMES, STATIC_NAMES
+from features.spec import FEATURE_NAMES, MERCHANT_NAMES, STATIC_NAMES, USER_NAMES
 from features.state import MerchantFraudRecord, MerchantTxRecord, MerchantView, UserState
-from features.transform import fold_kernel, late_kernel, static_rows, user_kernel
+from features.static import static_columns
+from features.user_fold import fold_user_batch, user_events
 from fraudstream.errors import InputError
 from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord
 from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
@@ -100,7 +102,6 @@ class KeyValueFeatureStore(ABC):
     def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         records = list(records)
         keys = self.keys
-        fields = [fields_of(r.txn) for r in records]
         parts = sorted({r.partition for r in records})
         for p in parts:
             self._check_partition(p, self.partitions, "transactions")
@@ -112,19 +113,23 @@ class KeyValueFeatureStore(ABC):
             | {keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)}
         )
         stored_offset = {p: offsets[keys.txn_tag(p)] for p in parts}
+        n = len(records)
+        replayed = np.zeros(n, dtype=bool)
         replays: dict[str, list[int]] = {}
-        for r in records:
+        for i, r in enumerate(records):
             last = stored_offset[r.partition]
             if last is not None and r.offset <= last:
+                replayed[i] = True
                 replays.setdefault(keys.outputs(r.partition), []).append(r.offset)
+        fresh = np.flatnonzero(~replayed).tolist()
+        partition_of = {user_keys[i]: records[i].partition for i in fresh}
+        batch_users = sorted(partition_of)
         groups: list[tuple[str, list[str], Decoder]] = [
-            (keys.txn_tag(p), sorted({k for k, r in zip(user_keys, records, strict=True) if r.partition == p}), _user)
-            for p in parts
+            (keys.txn_tag(p), [k for k in batch_users if partition_of[k] == p], _raw) for p in parts
         ]
         groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names], _tx) for p in range(self.partitions)]
         groups += [(keys.label_tag(p), [fr[p] for _, fr in names], _fraud) for p in range(self.label_partitions)]
         states, cached = self._fetch(groups, replays)
-        users: dict[str, UserState] = {k: states[k] for k in set(user_keys)}  # type: ignore[misc]
         tx_records: dict[str, MerchantTxRecord] = {k: states[k] for tx, _ in names for k in tx}  # type: ignore[misc]
         views = {
             m: MerchantView.merge(
@@ -134,58 +139,77 @@ class KeyValueFeatureStore(ABC):
             for m, (tx, fr) in zip(merchants, names, strict=True)
         }
         tx_key_of = {m: tx for m, (tx, _) in zip(merchants, names, strict=True)}
-        n = len(records)
+        cfg = self.cfg
         vectors = np.full((n, len(FEATURE_NAMES)), np.nan)
-        vectors[:, : len(STATIC_NAMES)] = static_rows(fields, self.cfg)
         late = np.zeros(n, dtype=bool)
-        replayed = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
         replayed_outputs = {key: iter(values) for key, values in cached.items()}
-        folded: list[int] = []
-        rows: list[list[float]] = []
+        for i in np.flatnonzero(replayed).tolist():
+            outputs[i] = next(replayed_outputs[keys.outputs(records[i].partition)])
         writes: dict[int, PartitionWrite] = {}
-        changed: dict[str, int] = {}
-        cfg = self.cfg
-        # a transaction at or after this second is never inside any later event's delayed window in this batch
-        view_horizon = max((f.ts for f in fields), default=0) - cfg.delay_s
-        for i, (rec, f, ukey) in enumerate(zip(records, fields, user_keys, strict=True)):
-            p = rec.partition
-            last = stored_offset[p]
-            if last is not None and rec.offset <= last:
-                replayed[i] = True
-                vectors[i, :] = np.nan
-                outputs[i] = next(replayed_outputs[keys.outputs(p)])
-                continue
-            write = writes.get(p)
-            if write is None:
-                low = min(r.offset for r in records if r.partition == p)
-                # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
-                write = writes[p] = PartitionWrite(last, rec.offset, min(low, self._kept_from.get(p, low)))
-            write.new_offset = max(write.new_offset, rec.offset)
-            write.offsets.append(rec.offset)
-            user = users[ukey]
-            merchant = rec.txn.merchant_id
-            folded.append(i)
-            rows.append(user_kernel(user, f) + merchant_features(views[merchant], f.ts, cfg))
-            if late_kernel(user, f.ts, cfg):
-                late[i] = True
-                continue
-            users[ukey] = fold_kernel(user, f, cfg)
-            tkey = tx_key_of[merchant][p]
-            tx_records[tkey] = update_merchant_tx(tx_records[tkey], f.ts, cfg)
-            if f.ts <= view_horizon:
-                views[merchant] = view_with_tx(views[merchant], f.ts)
-            changed[ukey] = p
-            changed[tkey] = p
-        for key, p in sorted(changed.items()):
-            value = users[key] if key in users else tx_records[key]
-            writes[p].values[key] = value.to_bytes()
-            writes[p].states[key] = value
-        if rows:  # one numpy assignment per batch, not per event
-            vectors[folded, len(STATIC_NAMES) :] = rows
+        if fresh:
+            fresh_records = [records[i] for i in fresh]
+            cols = columns_of([r.txn for r in fresh_records])
+            user_index = {k: u for u, k in enumerate(batch_users)}
+            event_users = np.fromiter((user_index[user_keys[i]] for i in fresh), np.int64, len(fresh))
+            fold = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)  # type: ignore[misc]
+            s, u = len(STATIC_NAMES), len(USER_NAMES)
+            vectors[fresh, :s] = static_columns(cols, cfg)
+            vectors[fresh, s : s + u] = fold.features
+            late[fresh] = fold.late
+            merchant_rows, changed_tx = self._merchant_fold(
+                fresh_records, cols.ts, fold.late, views, tx_records, tx_key_of
+            )
+            vectors[fresh, s + u :] = merchant_rows
+            for rec in fresh_records:
+                p = rec.partition
+                write = writes.get(p)
+                if write is None:
+                    low = min(r.offset for r in records if r.partition == p)
+                    # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
+                    write = PartitionWrite(stored_offset[p], rec.offset, min(low, self._kept_from.get(p, low)))
+                    writes[p] = write
+                write.new_offset = max(write.new_offset, rec.offset)
+                write.offsets.append(rec.offset)
+            folded = {user_keys[i] for i, was_late in zip(fresh, fold.late.tolist(), strict=True) if not was_late}
+            for key in sorted(folded):
+                value = fold.states[user_index[key]]
+                writes[partition_of[key]].values[key] = value
+                writes[partition_of[key]].states[key] = value
+            for key, p in sorted(changed_tx.items()):
+                writes[p].values[key] = tx_records[key].to_bytes()
+                writes[p].states[key] = tx_records[key]
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += int(replayed.sum())
         return PreparedBatch(records, vectors, late, replayed, outputs, writes)
+
+    def _merchant_fold(
+        self,
+        records: list[SourceRecord],
+        ts: npt.NDArray[np.int64],
+        late: npt.NDArray[np.bool_],
+        views: dict[str, MerchantView],
+        tx_records: dict[str, MerchantTxRecord],
+        tx_key_of: dict[str, tuple[str, ...]],
+    ) -> tuple[npt.NDArray[np.float64], dict[str, int]]:
+        """MERCHANT_NAMES columns in record order, and the merchant keys changed (each non-late transaction is
+        folded into its partition's record), by partition."""
+        cfg = self.cfg
+        # a transaction at or after this second is never inside any later event's delayed window in this batch
+        view_horizon = int(ts.max(initial=0)) - cfg.delay_s
+        rows: list[list[float]] = []
+        changed: dict[str, int] = {}
+        for rec, t, was_late in zip(records, ts.tolist(), late.tolist(), strict=True):
+            merchant = rec.txn.merchant_id
+            rows.append(merchant_features(views[merchant], t, cfg))
+            if was_late:
+                continue
+            tkey = tx_key_of[merchant][rec.partition]
+            tx_records[tkey] = update_merchant_tx(tx_records[tkey], t, cfg)
+            if t <= view_horizon:
+                views[merchant] = view_with_tx(views[merchant], t)
+            changed[tkey] = rec.partition
+        return np.asarray(rows, dtype=np.float64).reshape(len(records), len(MERCHANT_NAMES)), changed
 
     def commit_batch(self, batch: PreparedBatch, outputs: Sequence[bytes | None]) -> None:
         if len(outputs) != len(batch.records):
@@ -362,8 +386,9 @@ def _as_offset(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _user(value: bytes | None) -> UserState:
-    return UserState() if value is None else UserState.from_bytes(value)
+def _raw(value: bytes | None) -> bytes:
+    """User records stay bytes: the compiled fold decodes and encodes them."""
+    return b"" if value is None else value
 
 
 def _tx(value: bytes | None) -> MerchantTxRecord:

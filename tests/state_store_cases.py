@@ -180,7 +180,7 @@ def test_store_matches_offline_builder(store_factory: StoreFactory) -> None:
     frame = synthetic_stream(3000, users=80, merchants=30, days=20)
     labels = fraud_labels(frame, CFG.label_delay_s)
     online, _ = stream_through_store(store_factory(), frame, labels, batch_size=97)
-    offline = build_features(frame, labels, CFG, workers=1)
+    offline = build_features(frame, labels, CFG)
     assert max_relative_gap(offline, online, list(FEATURE_NAMES)) <= 1e-9
 
 
