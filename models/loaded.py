@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fraudstream.errors import ModelError
-from models.mlp import numpy_forward_from_weights
+from models.forward import numpy_forward_from_weights
 from models.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -26,18 +25,14 @@ class MLPWeights:
     activation: str
 
 
-def _tf_gpu_visible() -> bool:
-    if importlib.util.find_spec("tensorflow") is None:
-        return False
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 class LoadedModel:
     """Scores batches of feature vectors laid out as `feature_names` (the full input vector of training time).
 
     Columns the models do not use are ignored by `score` and get contribution 0.
+
+    device: "auto" and "cpu" serve the MLP from its exported weights with NumPy (the streamer's only path: it never
+    imports TensorFlow or Keras); "gpu" runs the saved Keras model through tf.function instead, for the training
+    environment and the bench's comparison only.
     """
 
     def __init__(
@@ -67,15 +62,16 @@ class LoadedModel:
         self._stack = stack
         self._keras_fn: Any = None
         self.device = "CPU"
-        if mlp_weights is not None and keras_path is not None and device != "cpu":
-            if device == "gpu" or _tf_gpu_visible():
-                self._keras_fn = self._load_keras(keras_path)
-                self.device = "GPU:0"
+        if device not in ("auto", "cpu", "gpu"):
+            raise ModelError(f"unknown model device '{device}'; use auto, cpu or gpu")
+        if mlp_weights is not None and keras_path is not None and device == "gpu":
+            self._keras_fn = self._load_keras(keras_path)
+            self.device = "GPU:0"
         log.info("loaded model %s (MLP on %s)", version, self.device)
 
     @staticmethod
     def _load_keras(path: Path) -> Any:
-        import keras
+        import keras  # only for device="gpu": never on the streamer's path
         import tensorflow as tf
 
         model = keras.saving.load_model(path, compile=False)
@@ -101,15 +97,23 @@ class LoadedModel:
 
     def _mlp_scores(self, Z: np.ndarray) -> np.ndarray:
         if self._mlp is None:
-            raise ModelError(f"model {self.version} has no MLP; choose scorer 'stack'")
+            raise self._missing("mlp", "MLP", "stack")
         if self._keras_fn is not None:
             out = np.asarray(self._keras_fn(Z.astype(np.float32)), dtype=np.float64)
             return out[:, 0] if self._mlp.output == "sigmoid" else out[:, 1]
         return numpy_forward_from_weights(self._mlp.weights, Z, self._mlp.output, self._mlp.activation)
 
+    def _missing(self, part: str, label: str, other: str) -> ModelError:
+        if part in self.manifest.get("scorers", ()):
+            return ModelError(
+                f"model {self.version} was loaded without its {label} (registry.load(scorers=...)); load it for "
+                f"scorer '{part}'"
+            )
+        return ModelError(f"model {self.version} has no {label}; choose scorer '{other}'")
+
     def _stack_scores(self, Z: np.ndarray) -> np.ndarray:
         if self._stack is None:
-            raise ModelError(f"model {self.version} has no stack; choose scorer 'mlp'")
+            raise self._missing("stack", "stack", "mlp")
         return np.asarray(self._stack.predict_proba(Z)[:, 1], dtype=np.float64)
 
     def score(self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5) -> np.ndarray:

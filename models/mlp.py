@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models.forward import numpy_forward_from_weights
 from models.targets import binary_fit_inputs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,23 +30,6 @@ def _keras() -> Any:
     import keras
 
     return keras
-
-
-def numpy_forward_from_weights(
-    weights: list[np.ndarray], X: np.ndarray, output: str, activation: str = "relu"
-) -> np.ndarray:
-    """Fraud probability from Dense weights [W0, b0, W1, b1, ...]: matrix products only, float64."""
-    h = np.asarray(X, dtype=np.float64)
-    n_layers = len(weights) // 2
-    for i in range(n_layers):
-        h = h @ weights[2 * i] + weights[2 * i + 1]
-        if i < n_layers - 1:
-            h = np.maximum(h, 0.0) if activation == "relu" else np.tanh(h)
-    if output == "sigmoid":
-        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(h[:, 0], -500, 500))))
-    h = h - h.max(axis=1, keepdims=True)
-    e = np.exp(h)
-    return np.asarray(e[:, 1] / e.sum(axis=1))
 
 
 class FraudMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -204,17 +188,31 @@ class FraudMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 file = Path(tmp) / "m.keras"
                 model.save(file)
                 state["_keras_bytes"] = file.read_bytes()
-        return state
+        return state  # an unpickled, never-used model keeps its `_keras_bytes` as they came
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        blob = state.pop("_keras_bytes", None)
+        """Restore without Keras: `model_` is rebuilt from `_keras_bytes` on first use (see __getattr__).
+
+        Unpickling (a stack that holds a FraudMLP, a backtest fold) and predict_proba (NumPy on weights_) never
+        import TensorFlow; only save_keras, compiled_forward and keras_predict do.
+        """
         self.__dict__.update(state)
         self._compiled = None
-        if blob is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                file = Path(tmp) / "m.keras"
-                file.write_bytes(blob)
-                self.model_ = _keras().saving.load_model(file, compile=False)
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for attributes not found normally: build the Keras model lazily from the pickled bytes.
+        if name != "model_":
+            raise AttributeError(name)
+        blob = self.__dict__.get("_keras_bytes")
+        if blob is None:
+            raise AttributeError(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "m.keras"
+            file.write_bytes(blob)
+            model = _keras().saving.load_model(file, compile=False)
+        self.__dict__["model_"] = model
+        del self.__dict__["_keras_bytes"]
+        return model
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

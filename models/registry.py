@@ -13,20 +13,25 @@ import pickle
 import platform
 import secrets
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fraudstream.clock import Clock, SystemClock
 from fraudstream.errors import ArtifactIntegrityError, ModelError, PromotionRefused
-from models.bundle import ModelBundle
 from models.loaded import LoadedModel, MLPWeights
 from models.preprocess import Preprocessor
+
+if TYPE_CHECKING:  # models.bundle imports models.mlp and scikit-learn: publishing needs them, loading does not
+    from models.bundle import ModelBundle
 
 PRIMARY_METRIC = "average_precision"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+#: The parts of a version each scorer needs (`load(..., scorers=...)` reads only these).
+SCORER_PARTS = {"mlp": ("mlp",), "stack": ("stack",), "blend": ("mlp", "stack")}
 
 
 def sha256_file(path: Path) -> str:
@@ -205,9 +210,20 @@ class ModelRegistry:
         return manifest
 
     def load(
-        self, version: str | None = None, *, device: str = "auto", expected_spec_hash: str | None = None
+        self,
+        version: str | None = None,
+        *,
+        device: str = "auto",
+        expected_spec_hash: str | None = None,
+        scorers: Iterable[str] | None = None,
     ) -> LoadedModel:
-        """Verify, then load a version (default: current). device: auto | cpu | gpu (gpu = Keras on TF's GPU)."""
+        """Verify, then load a version (default: current).
+
+        device: auto | cpu (NumPy on the exported weights) | gpu (the Keras model through tf.function; never used by
+        the streamer). scorers: load only the parts these scorers need (default: everything), so a worker that
+        scores with the MLP never unpickles stack.pkl and never imports scikit-learn (nor pandas through it).
+        Every file's hash is checked either way.
+        """
         version = version or self.current_version()
         if version is None:
             raise ModelError(f"no current model in registry {self.root}; run `fraudstream train` first")
@@ -218,10 +234,11 @@ class ModelRegistry:
                 f"model version {version} was trained for feature spec {manifest['feature_spec_hash'][:12]} but the "
                 f"running code has {running[:12]}; retrain the model with this code"
             )
+        parts = {"mlp", "stack"} if scorers is None else self._parts_for(version, scorers)
         folder = self._versions_dir / version
         preprocessor = Preprocessor.from_json((folder / "preprocessor.json").read_text())
         weights = None
-        if "mlp_weights.npz" in manifest["files"]:
+        if "mlp" in parts and "mlp_weights.npz" in manifest["files"]:
             with np.load(folder / "mlp_weights.npz", allow_pickle=False) as npz:
                 weights = MLPWeights(
                     [npz[f"arr_{i}"] for i in range(len(npz.files))],
@@ -229,7 +246,7 @@ class ModelRegistry:
                     manifest["mlp_activation"],
                 )
         stack = None
-        if "stack.pkl" in manifest["files"]:
+        if "stack" in parts and "stack.pkl" in manifest["files"]:
             with (folder / "stack.pkl").open("rb") as handle:
                 stack = pickle.load(handle)  # safe: every hash verified above
         return LoadedModel(
@@ -245,3 +262,14 @@ class ModelRegistry:
             device=device,
             manifest=manifest,
         )
+
+    @staticmethod
+    def _parts_for(version: str, scorers: Iterable[str]) -> set[str]:
+        parts: set[str] = set()
+        for name in scorers:
+            if name not in SCORER_PARTS:
+                raise ModelError(f"unknown scorer '{name}'; use mlp, stack or blend")
+            parts.update(SCORER_PARTS[name])
+        if not parts:
+            raise ModelError(f"loading model version {version} for no scorer at all; name mlp, stack or blend")
+        return parts

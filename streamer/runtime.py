@@ -51,11 +51,21 @@ def build_store(settings: Settings, partitions: int | None = None, label_partiti
 
 
 def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> ModelHolder:
-    """Load the registry's current model now (ModelError if there is none) and start background reloads."""
+    """Load the registry's current model now (ModelError if there is none) and start background reloads.
+
+    Only the parts the configured scorer needs are loaded, on NumPy: scorer mlp imports neither TensorFlow/Keras nor
+    scikit-learn/pandas (the stack's unpickling needs scikit-learn).
+    """
     from models.registry import ModelRegistry
 
     registry = ModelRegistry(settings.registry.path)
-    holder = ModelHolder(registry, reload_poll_s=settings.streamer.reload_poll_s, metrics=metrics)
+    holder = ModelHolder(
+        registry,
+        reload_poll_s=settings.streamer.reload_poll_s,
+        metrics=metrics,
+        device="cpu",
+        scorers=(settings.streamer.scorer,),
+    )
     return holder.start()
 
 
@@ -89,9 +99,9 @@ def build_runtime(
 def settle_heap() -> None:
     """Collect once, then move every object alive now (libraries, the model) out of the garbage collector's view.
 
-    TensorFlow and Keras leave a few hundred thousand long-lived objects; without this every full collection
-    walks them all and stalls a batch by 100-200 ms (measured: 8 full collections, 1.1 s, in a 40,000-event run).
-    Objects created later are collected as usual.
+    Libraries leave many long-lived objects (TensorFlow and Keras, when the worker still imported them, a few hundred
+    thousand); without this every full collection walks them all and stalls a batch (measured then: 8 full
+    collections, 1.1 s, in a 40,000-event run). Objects created later are collected as usual.
     """
     gc.collect()
     gc.freeze()

@@ -1,13 +1,15 @@
 """ModelHolder: the model in use, loaded once and reloaded in a background thread when the registry's `current` moves.
 
 The swap is one attribute assignment (atomic in CPython); the core reads `.model` once per batch, so a batch
-never waits for a load and never mixes two versions.
+never waits for a load and never mixes two versions. Loading never imports TensorFlow or Keras (the MLP is served
+from its exported weights with NumPy); with `scorers=("mlp",)` it does not unpickle the stack either.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fraudstream.errors import FraudstreamError
@@ -28,13 +30,15 @@ class ModelHolder:
         registry: ModelRegistry | None,
         *,
         reload_poll_s: float = 5.0,
-        device: str = "auto",
+        device: str = "cpu",
         metrics: StreamMetrics | None = None,
         model: ScoringModel | None = None,
+        scorers: Iterable[str] | None = None,
     ) -> None:
         self.registry = registry
         self.reload_poll_s = reload_poll_s
         self.device = device
+        self.scorers = tuple(scorers) if scorers is not None else None
         self.metrics = metrics
         self.reloads = 0
         self.last_error: str | None = None
@@ -62,7 +66,7 @@ class ModelHolder:
 
     def _load(self, version: str | None) -> ScoringModel:
         assert self.registry is not None
-        model: Any = self.registry.load(version, device=self.device)
+        model: Any = self.registry.load(version, device=self.device, scorers=self.scorers)
         return model  # type: ignore[no-any-return]
 
     def _announce(self, model: ScoringModel) -> None:
