@@ -126,7 +126,14 @@ class StreamerSettings(_Section):
     engine: Literal["kafka", "faust"] = "kafka"
     consumer_group: str = "fraudstream-streamer"
     transactional_id: str = "fraudstream-streamer"
-    #: Most records in one processed batch (one Redis round trip, one Kafka transaction).
+    #: kafka engine: exactly_once (outputs and consumed offsets in one Kafka transaction per commit interval) or
+    #: at_least_once (no transactions; an idempotent producer; offsets committed once their outputs are delivered).
+    #: The faust engine is at least once either way.
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    #: kafka engine: one Kafka transaction (at least once: one offset commit) spans every batch processed within
+    #: this long of the first; 0: one per batch. Kafka Streams' commit.interval.ms, quix-streams' commit_interval.
+    commit_interval_ms: NonNegativeInt = 100
+    #: Most records in one processed batch (one Redis round trip).
     poll_batch_size: PositiveInt = 2000
     #: With nothing fetched, how long one poll blocks for the first record.
     poll_timeout_s: PositiveFloat = 0.2

@@ -1,14 +1,17 @@
-"""The confluent-kafka engine: consume a batch, run the core, then ONE Kafka transaction with the outputs and offsets.
+"""The confluent-kafka engine: consume a batch, run the core, put it in the checkpoint of the commit interval.
 
-Exactly once for read_committed consumers: outputs and consumed offsets commit together; a crash anywhere replays
-the batch, and the idempotent Redis side returns the cached outputs, so the replay produces identical bytes.
-A batch's transaction runs on a background thread while the next batch is fetched and processed (its state goes to
-Redis); the next transaction starts only once the previous one has ended. If one aborts, the consumer rewinds to
-its batch's start and both batches come again as replays: Redis keeps the outputs of the batch before the last.
-Redis down: the batch is held, partitions paused, retried with exponential backoff; nothing is committed meanwhile.
+Exactly once (the default) for read_committed consumers: one Kafka transaction spans every batch of a commit
+interval (streamer/checkpoint.py) with their outputs and consumed offsets; at least once: an idempotent producer,
+offsets committed once the outputs are delivered. A crash or an abort anywhere inside an interval replays all its
+batches, and the idempotent Redis side returns their cached outputs, so the replay produces identical bytes.
+A checkpoint commits on a background thread while the next batch is fetched and processed (its state goes to
+Redis); that batch's outputs go out once the commit has ended.
+Redis down: what is done commits, the failed batch is held, partitions paused, retried with exponential backoff;
+nothing of it is committed meanwhile.
+Rebalance: revoked partitions commit the checkpoint first; lost ones abort it (another member may own them now).
 Labels come through a second consumer (group `<group>.labels`): one group over both topics lets the sticky assignor
 give one worker every transactions partition and the other only labels. Labels are applied idempotently per offset
-in Redis, and their offsets are committed right after the batch's transaction (at least once, replays harmless).
+in Redis, and their offsets are committed right after the checkpoint (at least once, replays harmless).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from fraudstream.errors import InfraError, StateStoreError
 from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
+from streamer.checkpoint import Checkpoint, Checkpointer, Partition, Status
 from streamer.core import BatchResult, RawRecord, StreamProcessor
-from streamer.kafka_tx import BackgroundCommitter, InFlight, TransactionalOutput
+from streamer.kafka_tx import IdempotentOutput, Output, TransactionalOutput
 from streamer.metrics import RecentValues, StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -45,10 +49,13 @@ PREFETCH_KBYTES = 16_384
 LATENCY_WINDOW = 100_000
 #: With --idle-exit, how long a worker waits for its first assignment before idleness counts.
 UNASSIGNED_GRACE_S = 60.0
+#: The most close() waits for the last commit, then for the producer's flush.
+CLOSE_TIMEOUT_S = 10.0
 
 @dataclass
 class EngineStats:
     batches: int = 0
+    transactions: int = 0  # checkpoints committed (exactly once: Kafka transactions)
     records: int = 0
     events: int = 0
     alerts: int = 0
@@ -60,7 +67,7 @@ class EngineStats:
     started: float = field(default_factory=time.monotonic)
     first_data_at: float | None = None  # monotonic time the first records arrived
     last_commit_at: float | None = None  # monotonic time the last batch committed
-    #: broker timestamp -> transaction committed, seconds, for the most recent records (allocated once: no growth)
+    #: broker timestamp -> checkpoint committed, seconds, for the most recent records (allocated once: no growth)
     latencies_s: RecentValues = field(default_factory=lambda: RecentValues(LATENCY_WINDOW))
 
 
@@ -93,6 +100,7 @@ class KafkaEngine:
         *,
         instance_id: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.cfg = settings.streamer
@@ -111,9 +119,13 @@ class KafkaEngine:
                  "queued.max.messages.kbytes": PREFETCH_KBYTES}
         self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
         self.label_consumer = Consumer(consumer_config(settings, f"{self.cfg.consumer_group}.labels", **extra))
-        self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
-        self.committer = BackgroundCommitter(self.output, self.consumer)
-        self._in_flight: InFlight | None = None
+        self.output: Output
+        if self.cfg.processing_guarantee == "exactly_once":
+            self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
+        else:
+            self.output = IdempotentOutput(settings)
+        interval_s = self.cfg.commit_interval_ms / 1000.0
+        self.checkpoints = Checkpointer(self.output, self.consumer, settings.topics.transactions, interval_s, clock)
 
     @property
     def client_id(self) -> str:
@@ -128,20 +140,24 @@ class KafkaEngine:
         log.info("assigned %s", _names(partitions), extra={"event": "assign", "instance": self.instance_id})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # The transaction in flight ends before the partitions go (an aborted one rewinds only the partitions kept);
-        # a batch held during a Redis outage loses the revoked partitions' records (the new owner reads them from
-        # the committed offsets).
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._assigned -= gone
-        if not self._settle(after=self._held):
-            self._held = []  # rewound with the aborted batch: it comes again from the consumer
-        self.output.abort_if_open()
-        self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
+        self._give_up(partitions, commit=True)
         log.info("revoked %s", _names(partitions), extra={"event": "revoke", "instance": self.instance_id})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s", _names(partitions), extra={"event": "lost", "instance": self.instance_id})
-        self._on_revoke(consumer, partitions)
+        self._give_up(partitions, commit=False)
+
+    def _give_up(self, partitions: list[TopicPartition], *, commit: bool) -> None:
+        """The checkpoint ends before the partitions go: committed when they are revoked, aborted when they are
+        lost (another member may own them already); an aborted one rewinds only the partitions kept. A batch held
+        during a Redis outage loses the records of the partitions gone (the new owner reads them from the committed
+        offsets)."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= gone
+        ended = self._commit_open(after=self._held) if commit else self._abort_open(after=self._held)
+        if not ended:
+            self._held = []  # rewound with the aborted checkpoint: it comes again from the consumer
+        self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
 
     # ------------------------------------------------------------------ main loop
     def run(self, *, max_events: int | None = None, idle_exit_s: float | None = None) -> EngineStats:
@@ -150,17 +166,17 @@ class KafkaEngine:
         self.consumer.subscribe(topics[:1], **callbacks)
         self.label_consumer.subscribe(topics[1:], **callbacks)
         log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
-        wait_s = self.cfg.poll_timeout_s
         self._last_activity = time.monotonic()
         try:
             while not self.stop_event.is_set():
-                if self._in_flight is not None and self._in_flight.future.done():
+                if self.checkpoints.committing_done():
                     self._settle()
+                if self.checkpoints.due():
+                    self.checkpoints.start_commit()
                 if max_events is not None and self.stats.records >= max_events:
                     break
-                records = self._poll(wait_s)
+                records = self._poll(self._wait_s())
                 if not records:
-                    self._settle()
                     if idle_exit_s is not None and self._idle_for(idle_exit_s):
                         log.info("idle for %.1f s, stopping", idle_exit_s)
                         break
@@ -172,10 +188,15 @@ class KafkaEngine:
                 self._handle(records)
                 self._last_activity = time.monotonic()  # a batch held through an outage is not idleness
                 self._report_lag()
-            self._settle()
+            self._commit_open()
         finally:
             self.close()
         return self.stats
+
+    def _wait_s(self) -> float:
+        """How long a poll may block for the first record: never past the open checkpoint's commit time."""
+        remaining = self.checkpoints.remaining_s()
+        return self.cfg.poll_timeout_s if remaining is None else min(self.cfg.poll_timeout_s, remaining)
 
     def _idle_for(self, idle_exit_s: float) -> bool:
         """Idle this long with transactions partitions assigned (a restart waits for the dead member's session to
@@ -217,13 +238,17 @@ class KafkaEngine:
         return records
 
     def _handle(self, records: list[RawRecord]) -> None:
-        """Process and commit one batch; on a Redis failure hold it (partitions paused) and retry with backoff."""
+        """Process one batch into the checkpoint; on a Redis failure commit what is done, hold the batch (partitions
+        paused) and retry with backoff."""
         self._held = records
         delay = 0.1
         while self._held:
+            self.processor.store.keep_outputs_from(self.checkpoints.unsettled_from())
             try:
                 result = self.processor.process(self._held)
             except StateStoreError as exc:
+                if not self._commit_open(after=self._held):
+                    self._held = []  # rewound with the aborted checkpoint
                 self._pause()
                 self.stats.redis_retries += 1
                 if self.metrics is not None:
@@ -236,44 +261,66 @@ class KafkaEngine:
                     self._held = []
                 continue
             batch, self._held = self._held, []
-            if self._settle(after=batch):  # else both were rewound: they come again, replayed from Redis
-                future = self.committer.submit(result.messages, self._split_offsets(result)[0])
-                self._in_flight = InFlight(batch, result, future)
+            # the committing checkpoint ends before this batch's outputs go out; if it aborted, both were rewound
+            # and come again, replayed from Redis
+            if self._settle(after=batch):
+                checkpoint = self.checkpoints.add(batch, result)
+                if checkpoint.status is Status.ABORTED:
+                    self._aborted(checkpoint)
         self._resume()
 
-    def _split_offsets(self, result: BatchResult) -> tuple[dict[tuple[str, int], int], list[TopicPartition]]:
-        """A batch's next offsets: the transactions topic's (sent in its transaction), the labels' (committed after)."""
-        txn_topic = self.settings.topics.transactions
-        txn = {tp: off for tp, off in result.next_offsets.items() if tp[0] == txn_topic}
-        labels = [TopicPartition(t, p, off) for (t, p), off in result.next_offsets.items() if t != txn_topic]
-        return txn, labels
-
     def _settle(self, after: list[RawRecord] | None = None) -> bool:
-        """Wait for the transaction in flight. True if it committed (or none was in flight); False if it aborted:
-        the consumer is rewound to its batch's start, and to the start of `after` (records fetched since)."""
-        flight, self._in_flight = self._in_flight, None
-        if flight is None:
+        """Wait for the committing checkpoint. True if it committed (or none was committing); False if it aborted:
+        the consumer is rewound to its start, and to the start of `after` (records fetched since)."""
+        checkpoint = self.checkpoints.settle()
+        if checkpoint is None:
             return True
-        try:
-            committed_at = flight.future.result()
-        except KafkaException as exc:
-            self.stats.kafka_retries += 1
-            log.warning("transaction aborted (%s); rewinding to the batch start", exc.args[0])
-            self._rewind(flight.records + (after or []))
+        if checkpoint.status is Status.ABORTED:
+            self._aborted(checkpoint, after)
             return False
-        _, labels = self._split_offsets(flight.result)
+        self._committed(checkpoint)
+        return True
+
+    def _commit_open(self, after: list[RawRecord] | None = None) -> bool:
+        """Settle the committing checkpoint, then commit the open one and wait (a revoke, a stop, a Redis outage).
+        False if either aborted (rewound with `after`)."""
+        if not self._settle(after):
+            return False
+        self.checkpoints.start_commit()
+        return self._settle(after)
+
+    def _abort_open(self, after: list[RawRecord] | None = None) -> bool:
+        """Settle the committing checkpoint, then abort the open one. False if anything was rewound."""
+        if not self._settle(after):
+            return False
+        checkpoint = self.checkpoints.abort()
+        if checkpoint is not None:
+            self._aborted(checkpoint, after)
+        return checkpoint is None
+
+    def _aborted(self, checkpoint: Checkpoint, after: list[RawRecord] | None = None) -> None:
+        self.stats.kafka_retries += 1
+        log.warning("checkpoint aborted (%s); rewinding to its start", checkpoint.error or "partitions lost")
+        first = dict(checkpoint.first_offsets)
+        for r in after or []:
+            first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
+        self._rewind(first)
+
+    def _committed(self, checkpoint: Checkpoint) -> None:
+        """Step 4: the labels' offsets (at least once: applied idempotently in Redis), then the counts."""
+        txn_topic = self.settings.topics.transactions
+        labels = [TopicPartition(t, p, off) for (t, p), off in checkpoint.next_offsets.items() if t != txn_topic]
         if labels:
             try:
                 self.label_consumer.commit(offsets=labels, asynchronous=False)
-            except KafkaException as exc:  # applied idempotently: a replay of these labels changes nothing
+            except KafkaException as exc:  # a replay of these labels changes nothing
                 log.warning("label offsets not committed (%s); they will be re-read and ignored", exc.args[0])
-        self._account(flight.records, flight.result, committed_at)
-        return True
+        self.stats.transactions += 1
+        assert checkpoint.committed_at is not None
+        for records, result in checkpoint.batches:
+            self._account(records, result, checkpoint.committed_at)
 
-    def _rewind(self, records: list[RawRecord]) -> None:
-        first: dict[tuple[str, int], int] = {}
-        for r in records:
-            first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
+    def _rewind(self, first: dict[Partition, int]) -> None:
         for (topic, partition), offset in first.items():
             if (topic, partition) in self._assigned:
                 consumer = self.consumer if topic == self.settings.topics.transactions else self.label_consumer
@@ -337,13 +384,15 @@ class KafkaEngine:
         self.stop_event.set()
 
     def close(self) -> None:
-        self.committer.close()  # a transaction still in flight (the loop failed) ends before the producer goes
+        """Bounded: a commit still running (the loop failed) gets CLOSE_TIMEOUT_S, an open checkpoint is aborted,
+        the producer's flush gets CLOSE_TIMEOUT_S; errors are logged, never raised."""
+        self.checkpoints.close(CLOSE_TIMEOUT_S)
         for consumer in (self.consumer, self.label_consumer):
             try:
                 consumer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.debug("consumer close: %s", exc)
-        self.output.close()
+        self.output.close(CLOSE_TIMEOUT_S)
         log.info("kafka engine %s stopped", self.instance_id, extra={"stats": _summary(self.stats)})
 
 

@@ -1,23 +1,25 @@
-"""The transactional producer of the kafka engine: one transaction per batch with the outputs and consumed offsets."""
+"""The kafka engine's two outputs, one per processing guarantee, behind the calls a checkpoint makes.
+
+`begin()` opens a checkpoint, `produce()` sends a batch's messages as it is processed, `commit()` makes the
+checkpoint's outputs and consumed offsets durable (KafkaException: it did not, and the caller replays), `abort()`
+gives up an open one, `close()` is bounded and never raises.
+- TransactionalOutput (exactly once): one Kafka transaction per checkpoint with the outputs and the offsets.
+- IdempotentOutput (at least once): an idempotent producer; offsets are committed to the group once every output
+  of the checkpoint is delivered, so a crash re-emits outputs (identical bytes, the same alert_id), never loses one.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from fraudstream.errors import InfraError
 from fraudstream.kafka_config import producer_config
 from fraudstream.settings import Settings
 from streamer.outputs import OutputMessage
-
-if TYPE_CHECKING:
-    from streamer.core import BatchResult, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,45 @@ TRANSACTION_TIMEOUT_MS = 60_000
 _FENCED = {KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 
 
+class Output(Protocol):
+    def begin(self) -> None: ...
+
+    def produce(self, messages: Sequence[OutputMessage]) -> None: ...
+
+    def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self, timeout_s: float) -> None: ...
+
+
+def produce_all(producer: Producer, messages: Sequence[OutputMessage], **kwargs: Any) -> None:
+    for message in messages:
+        while True:
+            try:
+                producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=list[tuple[str, str | bytes | None]](message.headers),
+                    **kwargs,
+                )
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                producer.poll(0.05)
+
+
+def _flush(producer: Producer, timeout_s: float) -> int:
+    """Messages still undelivered after a flush bounded by timeout_s (errors logged, never raised)."""
+    try:
+        return int(producer.flush(timeout_s))
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("producer flush: %s", exc)
+        return -1
+
+
 class TransactionalOutput:
-    """Produces a batch's messages and offsets atomically; rebuilds itself after a fatal producer error."""
+    """Exactly once: a checkpoint is one transaction; rebuilds the producer after a fatal error."""
 
     def __init__(self, settings: Settings, transactional_id: str) -> None:
         self.settings = settings
@@ -51,17 +90,25 @@ class TransactionalOutput:
             ) from None
         return producer
 
-    def commit(
-        self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int], consumer: Consumer
-    ) -> None:
-        """Begin, produce every message, send the consumer's offsets, commit. KafkaException if aborted."""
+    def begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+            self._open = True
+        except KafkaException as exc:
+            self._recover(exc.args[0])
+            raise
+
+    def produce(self, messages: Sequence[OutputMessage]) -> None:
+        try:
+            produce_all(self._producer, messages)
+        except KafkaException as exc:
+            self._recover(exc.args[0])
+            raise
+
+    def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """Send the consumer's offsets into the transaction and commit it. KafkaException if it was aborted."""
         producer = self._producer
         try:
-            producer.begin_transaction()
-            self._open = True
-            for message in messages:
-                self._produce(producer, message)
-            offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(next_offsets.items())]
             if offsets:
                 producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), self.timeout_s)
             self._commit_transaction(producer)
@@ -69,20 +116,6 @@ class TransactionalOutput:
         except KafkaException as exc:
             self._recover(exc.args[0])
             raise
-
-    @staticmethod
-    def _produce(producer: Producer, message: OutputMessage) -> None:
-        while True:
-            try:
-                producer.produce(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=list[tuple[str, str | bytes | None]](message.headers),
-                )
-                return
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                producer.poll(0.05)
 
     def _commit_transaction(self, producer: Producer) -> None:
         for _ in range(5):
@@ -109,47 +142,79 @@ class TransactionalOutput:
             self._open = False
             self._producer = self._new_producer()
             return
-        self.abort_if_open()
+        self.abort()
 
-    def abort_if_open(self) -> None:
+    def abort(self, timeout_s: float | None = None, rebuild: bool = True) -> None:
         if not self._open:
             return
-        try:
-            self._producer.abort_transaction(self.timeout_s)
-        except KafkaException as exc:
-            log.error("abort_transaction failed (%s); rebuilding the producer", exc.args[0])
-            self._producer = self._new_producer()
         self._open = False
+        try:
+            self._producer.abort_transaction(self.timeout_s if timeout_s is None else timeout_s)
+        except KafkaException as exc:
+            log.error("abort_transaction failed (%s)%s", exc.args[0], "; rebuilding the producer" if rebuild else "")
+            if rebuild:
+                self._producer = self._new_producer()
 
-    def close(self) -> None:
-        self.abort_if_open()
-        self._producer.flush(self.timeout_s)
-
-
-@dataclass
-class InFlight:
-    """A batch whose transaction runs in the background: the future gives the commit's wall time, or raises
-    KafkaException if the transaction was aborted."""
-
-    records: list[RawRecord]
-    result: BatchResult
-    future: Future[float]
+    def close(self, timeout_s: float) -> None:
+        """Abort what is open and flush, each bounded by timeout_s; logs, never raises."""
+        self.abort(timeout_s, rebuild=False)
+        _flush(self._producer, timeout_s)
 
 
-class BackgroundCommitter:
-    """Runs one batch's transaction at a time on a thread of its own, so the worker processes the next batch
-    meanwhile. The caller waits for a future before submitting the next (one transaction open at most)."""
+class IdempotentOutput:
+    """At least once: outputs go out as batches are processed; a commit waits for their delivery, then commits the
+    consumed offsets to the group. Nothing can be taken back: an abort only means the offsets stay behind."""
 
-    def __init__(self, output: TransactionalOutput, consumer: Consumer) -> None:
-        self.output, self.consumer = output, consumer
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-transaction")
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.timeout_s = max(30.0, settings.kafka.request_timeout_s * 3)
+        self._failed: list[KafkaError] = []
+        self._producer = self._new_producer()
 
-    def submit(self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int]) -> Future[float]:
-        return self._thread.submit(self._commit, messages, next_offsets)
+    def _new_producer(self) -> Producer:
+        return Producer(producer_config(self.settings, on_delivery=self._delivered))
 
-    def _commit(self, messages: Sequence[OutputMessage], next_offsets: dict[tuple[str, int], int]) -> float:
-        self.output.commit(messages, next_offsets, self.consumer)
-        return time.time()
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failed.append(error)
 
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
+    def begin(self) -> None:
+        self._failed.clear()
+
+    def produce(self, messages: Sequence[OutputMessage]) -> None:
+        try:
+            produce_all(self._producer, messages)
+        except KafkaException as exc:
+            self._recover(exc.args[0])
+            raise
+        self._producer.poll(0)  # serve delivery reports of earlier messages
+
+    def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """Wait until every output since begin() is delivered, then commit the offsets (KafkaException if not)."""
+        left = self._producer.flush(self.timeout_s)
+        if self._failed or left:
+            error = self._failed[0] if self._failed else KafkaError(
+                KafkaError._TIMED_OUT, f"{left} outputs not delivered within {self.timeout_s:.0f} s"
+            )
+            self._recover(error)
+            raise KafkaException(error)
+        if not offsets:
+            return
+        committed = consumer.commit(offsets=offsets, asynchronous=False) or []
+        errors = [tp.error for tp in committed if tp.error is not None]
+        if errors:
+            raise KafkaException(errors[0])
+
+    def _recover(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("fatal producer error (%s); rebuilding the producer", error.str())
+            _flush(self._producer, 0)
+            self._producer = self._new_producer()
+
+    def abort(self) -> None:
+        """Nothing to undo: outputs already delivered come again, identical, when the batches are replayed."""
+
+    def close(self, timeout_s: float) -> None:
+        left = _flush(self._producer, timeout_s)
+        if left:
+            log.warning("%d outputs not delivered at close; their offsets were not committed", left)

@@ -27,6 +27,7 @@ def summary(stats: EngineStats, elapsed_s: float) -> dict[str, Any]:
         "late": stats.late,
         "replayed": stats.replayed,
         "batches": stats.batches,
+        "transactions": stats.transactions,
         "redis_retries": stats.redis_retries,
         "kafka_retries": stats.kafka_retries,
         "elapsed_s": round(elapsed_s, 2),

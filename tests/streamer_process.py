@@ -28,7 +28,9 @@ def env_for(settings: Settings) -> dict[str, str]:
     )
     for name, value in settings.topics.model_dump().items():
         env[f"FRAUD_TOPICS__{name.upper()}"] = str(value)
-    for name in ("consumer_group", "transactional_id", "scorer", "poll_batch_size", "micro_batch_max_wait_ms"):
+    names = ("consumer_group", "transactional_id", "scorer", "poll_batch_size", "micro_batch_max_wait_ms",
+             "commit_interval_ms", "processing_guarantee")
+    for name in names:
         env[f"FRAUD_STREAMER__{name.upper()}"] = str(getattr(settings.streamer, name))
     return env
 

@@ -1,0 +1,181 @@
+"""Checkpoints of the kafka engine: every batch processed within one commit interval, committed together.
+
+Like Kafka Streams' `commit.interval.ms` and quix-streams' `checkpointing/checkpoint.py`. A checkpoint opens with
+the first batch after the last one ended, and each batch goes through it as it is processed:
+  1. the batch's state and outputs are in Redis (the store, before `add`: a replay of it re-emits those bytes);
+  2. its messages are produced now, into the checkpoint's transaction (exactly once) or straight out (at least once);
+  3. once `commit_interval_ms` has passed since the checkpoint opened, `start_commit` ends it on a background
+     thread while the worker processes the next batch: the consumed offsets go into the transaction and it commits
+     (exactly once), or every output is flushed and then the offsets are committed to the group (at least once);
+  4. `settle` waits for that commit before the next batch's messages are produced (one checkpoint at a time) and
+     says COMMITTED or ABORTED; after an abort the engine rewinds to `first_offsets` and every batch of the
+     checkpoint comes again, replayed from the store's output cache, which keeps outputs from the first offset of
+     the checkpoint not committed (`unsettled_from`, given to the store before each batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from fraudstream.errors import InfraError
+from streamer.kafka_tx import Output
+
+if TYPE_CHECKING:
+    from streamer.core import BatchResult, RawRecord
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+class Status(Enum):
+    OPEN = "open"  # taking batches
+    COMMITTING = "committing"  # step 3 runs on the background thread
+    COMMITTED = "committed"
+    ABORTED = "aborted"  # nothing of it counts: its batches are replayed
+
+
+@dataclass
+class Checkpoint:
+    opened_at: float  # monotonic
+    batches: list[tuple[list[RawRecord], BatchResult]] = field(default_factory=list)
+    next_offsets: dict[Partition, int] = field(default_factory=dict)  # what to commit, every topic consumed
+    first_offsets: dict[Partition, int] = field(default_factory=dict)  # where a rewind goes
+    status: Status = Status.OPEN
+    committed_at: float | None = None  # wall time the commit ended
+    error: BaseException | None = None
+
+    def add(self, records: list[RawRecord], result: BatchResult) -> None:
+        self.batches.append((records, result))
+        for tp, offset in result.next_offsets.items():
+            self.next_offsets[tp] = max(self.next_offsets.get(tp, offset), offset)
+        for r in records:
+            tp = (r.topic, r.partition)
+            self.first_offsets[tp] = min(self.first_offsets.get(tp, r.offset), r.offset)
+
+
+class Checkpointer:
+    """Holds the one checkpoint open or committing, and the thread its commits run on.
+
+    `topic`: the consumed topic whose offsets the output commits (the engine commits the labels' itself, after).
+    """
+
+    def __init__(
+        self,
+        output: Output,
+        consumer: Consumer,
+        topic: str,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.output, self.consumer, self.topic = output, consumer, topic
+        self.interval_s = interval_s
+        self.clock = clock
+        self.current: Checkpoint | None = None
+        self._future: Future[float] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-commit")
+
+    # ------------------------------------------------------------------ steps 2 and 3
+    def add(self, records: list[RawRecord], result: BatchResult) -> Checkpoint:
+        """Put a processed batch into the open checkpoint (opened now if none is) and produce its messages.
+
+        Returns the checkpoint, ABORTED if its output failed (the caller rewinds it, this batch included).
+        """
+        cp = self.current
+        if cp is not None and cp.status is not Status.OPEN:
+            raise RuntimeError("settle() the committing checkpoint before adding a batch")
+        if cp is None:
+            cp = self.current = Checkpoint(self.clock())
+        cp.add(records, result)
+        try:
+            if len(cp.batches) == 1:
+                self.output.begin()
+            self.output.produce(result.messages)
+        except KafkaException as exc:
+            self._end(cp, Status.ABORTED, error=exc)
+        return cp
+
+    def remaining_s(self) -> float | None:
+        """Seconds until the open checkpoint is due; None when none is open."""
+        cp = self.current
+        if cp is None or cp.status is not Status.OPEN:
+            return None
+        return max(cp.opened_at + self.interval_s - self.clock(), 0.0)
+
+    def due(self) -> bool:
+        return self.remaining_s() == 0.0
+
+    def start_commit(self) -> None:
+        """Step 3 for the open checkpoint, on the background thread."""
+        cp = self.current
+        if cp is None or cp.status is not Status.OPEN:
+            return
+        cp.status = Status.COMMITTING
+        offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(cp.next_offsets.items()) if t == self.topic]
+        self._future = self._thread.submit(self._commit, offsets)
+
+    def _commit(self, offsets: list[TopicPartition]) -> float:
+        self.output.commit(offsets, self.consumer)
+        return time.time()
+
+    # ------------------------------------------------------------------ step 4
+    def committing_done(self) -> bool:
+        return self._future is not None and self._future.done()
+
+    def settle(self, timeout_s: float | None = None) -> Checkpoint | None:
+        """Wait for the committing checkpoint and return it, COMMITTED or ABORTED; None if none was committing
+        (an open checkpoint stays open). TimeoutError if it is still committing after timeout_s."""
+        cp, future = self.current, self._future
+        if cp is None or future is None:
+            return None
+        try:
+            committed_at = future.result(timeout_s)
+        except KafkaException as exc:
+            return self._end(cp, Status.ABORTED, error=exc)
+        return self._end(cp, Status.COMMITTED, committed_at=committed_at)
+
+    def commit_now(self) -> Checkpoint | None:
+        """Commit the open checkpoint and wait (or settle the committing one): what a revoke or a stop needs."""
+        self.start_commit()
+        return self.settle()
+
+    def abort(self) -> Checkpoint | None:
+        """Abort the open checkpoint (its partitions were lost, or the worker fails); returns it ABORTED."""
+        cp = self.current
+        if cp is None or cp.status is not Status.OPEN:
+            return None
+        self.output.abort()
+        return self._end(cp, Status.ABORTED)
+
+    def _end(
+        self, cp: Checkpoint, status: Status, *, error: BaseException | None = None, committed_at: float | None = None
+    ) -> Checkpoint:
+        cp.status, cp.error, cp.committed_at = status, error, committed_at
+        self.current, self._future = None, None
+        return cp
+
+    def unsettled_from(self) -> dict[int, int]:
+        """The first offset per partition of `topic` of the checkpoint not committed yet (the store keeps cached
+        outputs from there on)."""
+        cp = self.current
+        if cp is None:
+            return {}
+        return {p: off for (t, p), off in cp.first_offsets.items() if t == self.topic}
+
+    def close(self, timeout_s: float) -> None:
+        """A committing checkpoint gets timeout_s to end, then it and an open one are given up (the output's close
+        aborts the transaction): their batches replay on restart. Never blocks longer, never raises."""
+        try:
+            self.settle(timeout_s)
+        except (TimeoutError, InfraError) as exc:
+            log.warning("the last commit did not end at close (%s); its batches replay on restart", exc or "timeout")
+        self.current, self._future = None, None
+        self._thread.shutdown(wait=False, cancel_futures=True)
