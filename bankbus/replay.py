@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from bankbus.frames import read_canonical
 from bankbus.pacing import Pacing
 from bankbus.publisher import Outbox, PublishReport, outbox_for, send
+from fraudstream.boundary import KAFKA_HINT
 from fraudstream.errors import InfraError, InputError
 from fraudstream.infra.topics import ensure_topics, partition_count
 from fraudstream.kafka_config import consumer_config
@@ -49,7 +50,7 @@ def replay_consumer(settings: Settings) -> Consumer:
 
 
 def find_ranges(
-    consumer: Consumer, topic: str, start: datetime, end: datetime, timeout_s: float
+    consumer: Consumer, topic: str, start: datetime, end: datetime, timeout_s: float, *, servers: str = ""
 ) -> list[PartitionRange]:
     """Per partition: offsets of the first record at or after `start` and of the first at or after `end`."""
     if end <= start:
@@ -74,7 +75,12 @@ def find_ranges(
                 ranges.append(PartitionRange(first.partition, first.offset, stop))
         return ranges
     except KafkaException as exc:
-        raise InfraError(f"cannot look up offsets of {topic}: {exc.args[0]}") from None
+        error = exc.args[0] if exc.args else exc
+        raise InfraError(
+            f"cannot look up offsets of {topic}{' at ' + servers if servers else ''}: "
+            f"{error.str() if isinstance(error, KafkaError) else error}; "
+            f"{KAFKA_HINT}"
+        ) from None
 
 
 def read_range(
@@ -85,7 +91,7 @@ def read_range(
     timeout = settings.kafka.request_timeout_s
     consumer = replay_consumer(settings)
     try:
-        ranges = find_ranges(consumer, topic, start, end, timeout)
+        ranges = find_ranges(consumer, topic, start, end, timeout, servers=settings.bootstrap_servers)
         partitions_total = len(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []

@@ -1,26 +1,63 @@
 """The `fraudstream` command line. Settings are built once here and passed down.
 
-Each area registers its commands from its own module (`<package>/cli.py: register(app)`), so this
-file stays small. Any FraudstreamError ends the command with one line on stderr and exit code 2.
+Each area registers its commands from its own module (`<package>/cli.py: register(app)`), so this file stays
+small. Errors end a command the same way everywhere:
+
+- a usage mistake (unknown command or option, missing argument, bad value) prints click's usage line, the error
+  and a pointer to `--help`, exit code 2; an unknown command name suggests the closest ones;
+- any other error goes through one boundary (`fraudstream.boundary.translate`): one line on stderr naming what
+  failed, where and what to try, with the exit code of its class (fraudstream.errors.ExitCode);
+- a traceback only with `--debug` or FRAUD_LOG_LEVEL=DEBUG.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
+from collections.abc import Sequence
 from importlib import import_module
+from typing import Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
-from fraudstream.errors import FraudstreamError
+from fraudstream import __version__
+from fraudstream.boundary import translate
+from fraudstream.errors import ExitCode, FraudstreamError
 from fraudstream.logs import configure_logging
 from fraudstream.settings import Settings, load_settings
 
+PROG = "fraudstream"
+
+
+class BoundaryGroup(TyperGroup):
+    """The root group: every exception a command lets escape is translated once, here, with the settings at hand."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.TyperException, typer.Exit, typer.Abort):
+            raise  # click's own signals: usage errors, --help, explicit exit codes
+        except KeyboardInterrupt:
+            typer.echo(f"{PROG}: interrupted", err=True)
+            raise
+        except Exception as exc:  # the one place that turns anything into one line
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            if ctx.params.get("debug") or (settings is not None and settings.log_level == "DEBUG"):
+                traceback.print_exc()
+            error = translate(exc, settings)
+            if error is exc:
+                raise
+            raise error from exc
+
+
 app = typer.Typer(
-    name="fraudstream",
+    name=PROG,
+    cls=BoundaryGroup,
     help="Streaming fraud detection: Kafka in, Redis features, batched scoring, alerts out.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -39,14 +76,27 @@ def settings_of(ctx: typer.Context) -> Settings:
     """The settings tree built once by the root callback."""
     root = ctx.find_root()
     if not isinstance(root.obj, Settings):
-        root.obj = load_settings()
+        raise RuntimeError("the root callback did not build the settings; call commands through fraudstream.cli.app")
     return root.obj
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, expose_value=False, callback=_show_version,
+        help="Print the version and exit.",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Log at DEBUG and show the traceback of any error."),
+) -> None:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging("DEBUG" if debug else settings.log_level, settings.log_format)
     ctx.obj = settings
 
 
@@ -61,12 +111,13 @@ def write_schemas(
     check: bool = typer.Option(False, help="Fail if the committed schema files differ."),
 ) -> None:
     """Write the JSON Schema of every wire contract to fraudstream/schemas/."""
+    from fraudstream.errors import DataError
     from fraudstream.schema_files import check_schema_files, write_schema_files
 
     if check:
         stale = check_schema_files()
         if stale:
-            raise FraudstreamError(f"schema files out of date: {', '.join(stale)}; run `fraudstream schemas`")
+            raise DataError(f"schema files out of date: {', '.join(stale)}; run `fraudstream schemas`")
         typer.echo("schema files up to date")
     else:
         for path in write_schema_files():
@@ -87,28 +138,38 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    try:
-        code = app(standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except FraudstreamError as exc:
-        typer.echo(f"fraudstream: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("fraudstream: interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:
-        import click
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """Click's display (usage line, pointer to --help, the error), without pydantic's 'Value error, ' prefix."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        exc.message = message.removeprefix("Value error, ")
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        typer.echo(f"Error: {exc.format_message()}", err=True)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on `argv` (default: sys.argv[1:]) and return its exit code; never raises."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+    except FraudstreamError as exc:
+        typer.echo(f"{PROG}: error: {exc}", err=True)
+        return int(exc.exit_code)
+    except typer.TyperException as exc:
+        _show_usage_error(exc)
+        return int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except typer.Abort:
+        typer.echo(f"{PROG}: aborted", err=True)
+        return int(ExitCode.ABORTED)
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+    return result if isinstance(result, int) else int(ExitCode.OK)
+
+
+def main() -> NoReturn:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

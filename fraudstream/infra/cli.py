@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fraudstream.cli import settings_of
+from fraudstream.errors import ExitCode
 
 
 def up(ctx: typer.Context) -> None:
@@ -23,14 +24,14 @@ def down(ctx: typer.Context) -> None:
 
 
 def status(ctx: typer.Context) -> None:
-    """Say what runs and what answers; exit 1 when Kafka or Redis does not answer."""
+    """Say what runs and what answers; exit 69 when Kafka or Redis does not answer."""
     from fraudstream.infra.stack import status as stack_status
 
     report, healthy = stack_status(settings_of(ctx))
     for line in report.lines:
         typer.echo(line)
     if not healthy:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.UNAVAILABLE)
 
 
 def topics(

@@ -88,7 +88,7 @@ def status(settings: Settings) -> tuple[StackReport, bool]:
     else:
         report.say(f"kafka: external {settings.bootstrap_servers}")
     try:
-        check_reachable(settings, timeout_s=3.0)
+        check_reachable(settings, timeout_s=min(3.0, settings.kafka.request_timeout_s))
         kafka_ok = True
         report.say(f"kafka: answering on {settings.bootstrap_servers}")
     except InfraError as exc:
@@ -100,5 +100,7 @@ def status(settings: Settings) -> tuple[StackReport, bool]:
     else:
         report.say("redis: external")
     redis_ok = ping_redis(settings)
-    report.say(f"redis: {'answering' if redis_ok else 'NOT answering'} at {settings.safe_summary()['redis']['url']}")
+    url = settings.safe_summary()["redis"]["url"]
+    report.say(f"redis: answering at {url}" if redis_ok else f"redis: NOT answering at {url}; check FRAUD_REDIS__URL "
+               "or run `fraudstream up`")
     return report, kafka_ok and redis_ok

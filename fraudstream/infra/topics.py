@@ -7,9 +7,16 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from fraudstream.boundary import KAFKA_HINT
 from fraudstream.errors import InfraError
 from fraudstream.kafka_config import client_config
 from fraudstream.settings import Settings
+
+
+def _reason(exc: KafkaException) -> str:
+    """librdkafka's text of the error ('Failed to get metadata: Local: Broker transport failure'), not its repr."""
+    error = exc.args[0] if exc.args else None
+    return str(error.str()) if isinstance(error, KafkaError) else str(exc)
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -23,7 +30,7 @@ def check_reachable(settings: Settings, timeout_s: float | None = None) -> int:
         metadata = admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise InfraError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout:.0f} s ({exc.args[0]}); "
+            f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout:g} s ({_reason(exc)}); "
             "check FRAUD_KAFKA__BOOTSTRAP_SERVERS or run `fraudstream up`"
         ) from None
     return len(metadata.brokers)
@@ -39,7 +46,7 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics(timeout=settings.kafka.request_timeout_s).topics)
     except KafkaException as exc:
-        raise InfraError(f"cannot list topics at {settings.bootstrap_servers}: {exc.args[0]}") from None
+        raise InfraError(f"cannot list topics at {settings.bootstrap_servers}: {_reason(exc)}; {KAFKA_HINT}") from None
     result = {name: "exists" for name in wanted if name in existing}
     missing = [name for name in wanted if name not in existing]
     if not missing:
@@ -63,7 +70,12 @@ def ensure_topics(
 
 
 def partition_count(settings: Settings, topic: str) -> int:
-    metadata = admin_client(settings).list_topics(topic=topic, timeout=settings.kafka.request_timeout_s)
+    try:
+        metadata = admin_client(settings).list_topics(topic=topic, timeout=settings.kafka.request_timeout_s)
+    except KafkaException as exc:
+        raise InfraError(
+            f"cannot read the metadata of {topic} at {settings.bootstrap_servers}: {_reason(exc)}; {KAFKA_HINT}"
+        ) from None
     info = metadata.topics.get(topic)
     if info is None or info.error is not None:
         raise InfraError(f"topic {topic} does not exist at {settings.bootstrap_servers}; run `fraudstream up`")

@@ -62,7 +62,7 @@ def test_up_twice_status_down_lifecycle(tmp_path: Path, stack_settings: object) 
     assert not (tmp_path / "state" / "kafka" / "kafka.pid").exists()
 
     after = run_cli("status", env=env)
-    assert after.code == 1
+    assert after.code == 69
     assert "NOT answering" in after.out
 
     again = run_cli("down", env=env)
@@ -78,7 +78,7 @@ def test_taken_port_gives_one_clear_line(tmp_path: Path) -> None:
         env = _env(tmp_path, *_free_ports(2), port)
         env["FRAUD_KAFKA__BOOTSTRAP_SERVERS"] = "127.0.0.1:29092"  # only redis is embedded here
         result = run_cli("up", env=env)
-    assert result.code == 2
+    assert result.code == 69
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err
     assert f"port {port} on 127.0.0.1 is already taken" in lines[0]
@@ -92,7 +92,7 @@ def test_unreachable_external_broker_starts_nothing(tmp_path: Path) -> None:
     env["FRAUD_REDIS__URL"] = "redis://127.0.0.1:2/0"
     env["FRAUD_EMBEDDED__START_TIMEOUT_S"] = "3"
     result = run_cli("up", env=env)
-    assert result.code == 2
+    assert result.code == 69
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err
     assert "cannot reach Kafka at 127.0.0.1:1" in lines[0]
@@ -100,6 +100,6 @@ def test_unreachable_external_broker_starts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()
 
     status = run_cli("status", env=env)
-    assert status.code == 1
+    assert status.code == 69
     assert "kafka: external 127.0.0.1:1" in status.out
     assert "NOT answering" in status.out
