@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from fraudstream.errors import InputError
+from fraudstream.errors import DataError, InputError
 
 if TYPE_CHECKING:
     from bankbus.importer import ColumnMapping
@@ -83,7 +83,7 @@ def load_history(
     result = import_frame(raw, mapping, where=str(path))
     frame = result.frame
     if "is_fraud" not in frame.columns or frame["is_fraud"].isna().all():
-        raise InputError(f"{path}: has no labels (is_fraud); a backtest needs them to score its alerts")
+        raise DataError(f"{path}: has no labels (is_fraud); a backtest needs them to score its alerts")
     frame = frame.assign(is_fraud=frame["is_fraud"].fillna(0).astype("int8"))
     before = len(frame)
     frame = frame.drop_duplicates(subset="transaction_id", keep="first")
@@ -104,7 +104,7 @@ def _usable_mapping(mapping: ColumnMapping, files: list[Path], file_columns: lis
     for f, have in zip(files, file_columns, strict=True):
         absent = sorted(v for v in columns.values() if v not in have)
         if absent:
-            raise InputError(f"{f}: lacks column(s) {', '.join(absent)} that the other input files have")
+            raise DataError(f"{f}: lacks column(s) {', '.join(absent)} that the other input files have")
     return replace(mapping, columns=columns)
 
 

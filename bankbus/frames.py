@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.contracts import Transaction
-from fraudstream.errors import InputError
+from fraudstream.errors import DataError, InputError
 
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(Transaction.model_fields)
 LABEL_COLUMNS: tuple[str, ...] = ("is_fraud", "fraud_scenario")
@@ -39,7 +39,7 @@ def readable_file_format(path: Path) -> str:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty")
+        raise DataError(f"{path}: the file is empty")
     return suffix
 
 
@@ -50,9 +50,9 @@ def _utc_timestamps(values: pd.Series, where: str) -> pd.Series:
         try:
             stamps = pd.to_datetime(values, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
-            raise InputError(f"{where}: column timestamp is not ISO-8601 ({exc}); use `fraudstream import`") from None
+            raise DataError(f"{where}: column timestamp is not ISO-8601 ({exc}); use `fraudstream import`") from None
     if stamps.isna().any():
-        raise InputError(f"{where}: column timestamp has missing values; use `fraudstream import`")
+        raise DataError(f"{where}: column timestamp has missing values; use `fraudstream import`")
     return stamps.dt.as_unit("ns")
 
 
@@ -60,26 +60,26 @@ def normalise_canonical(df: pd.DataFrame, *, where: str = "frame") -> pd.DataFra
     """The same rows with canonical dtypes and column order (labels kept when present)."""
     missing = [c for c in CANONICAL_COLUMNS if c not in df.columns]
     if missing:
-        raise InputError(
+        raise DataError(
             f"{where}: missing canonical column(s) {', '.join(missing)}; "
             "convert outside data with `fraudstream import` first"
         )
     has_labels = [c in df.columns for c in LABEL_COLUMNS]
     if any(has_labels) and not all(has_labels):
-        raise InputError(f"{where}: has only one of the label columns {', '.join(LABEL_COLUMNS)}; give both or neither")
+        raise DataError(f"{where}: has only one of the label columns {', '.join(LABEL_COLUMNS)}; give both or neither")
     df = df.reset_index(drop=True)
     out = pd.DataFrame(index=df.index)
     for column in (*ID_COLUMNS, "currency", *OPTIONAL_STRING_COLUMNS):
         out[column] = df[column].astype("str")  # stays Arrow-backed: no Python object per value
     blank = [c for c in (*ID_COLUMNS, "currency") if out[c].isna().any()]
     if blank:
-        raise InputError(f"{where}: column(s) {', '.join(blank)} have missing values; use `fraudstream import`")
+        raise DataError(f"{where}: column(s) {', '.join(blank)} have missing values; use `fraudstream import`")
     out["timestamp"] = _utc_timestamps(df["timestamp"], where).array
     for column in FLOAT_COLUMNS:
         try:
             out[column] = pd.to_numeric(df[column]).astype("float64")
         except (ValueError, TypeError):
-            raise InputError(f"{where}: column {column} is not numeric; use `fraudstream import`") from None
+            raise DataError(f"{where}: column {column} is not numeric; use `fraudstream import`") from None
     if all(has_labels):
         for column in LABEL_COLUMNS:
             out[column] = pd.to_numeric(df[column]).astype("int8")
@@ -96,12 +96,12 @@ def read_canonical(path: str | Path, *, require_labels: bool = False) -> pd.Data
         else:
             df = pd.read_csv(path, dtype={c: "str" for c in (*ID_COLUMNS, *OPTIONAL_STRING_COLUMNS, "currency")})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot be read as {suffix[1:]} ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({str(exc).splitlines()[0]})") from None
     if df.empty:
-        raise InputError(f"{path}: has no rows")
+        raise DataError(f"{path}: has no rows")
     frame = normalise_canonical(df, where=str(path))
     if require_labels and not all(c in frame.columns for c in LABEL_COLUMNS):
-        raise InputError(f"{path}: has no label columns {', '.join(LABEL_COLUMNS)}; this command needs labelled data")
+        raise DataError(f"{path}: has no label columns {', '.join(LABEL_COLUMNS)}; this command needs labelled data")
     return frame
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bankbus.frames import CANONICAL_COLUMNS, LABEL_COLUMNS, file_format, readable_file_format, write_canonical
 from bankbus.validation import clean
-from fraudstream.errors import InputError
+from fraudstream.errors import DataError, InputError
 
 REQUIRED = ("transaction_id", "user_id", "timestamp", "amount", "merchant_id")
 KNOWN = (*CANONICAL_COLUMNS, *LABEL_COLUMNS)
@@ -105,9 +105,9 @@ def read_source(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         else:
             df = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""])
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{path}: cannot be read as {suffix[1:]} ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot be read as {suffix[1:]} ({str(exc).splitlines()[0]})") from None
     if df.empty:
-        raise InputError(f"{path}: has no rows")
+        raise DataError(f"{path}: has no rows")
     return df
 
 
@@ -118,7 +118,7 @@ def import_frame(source: pd.DataFrame, mapping: ColumnMapping, where: str = "sou
               if source_name not in source.columns]
     if absent:
         columns = ", ".join(map(str, source.columns))
-        raise InputError(f"{where}: has no column {', '.join(absent)}; its columns are {columns}")
+        raise DataError(f"{where}: has no column {', '.join(absent)}; its columns are {columns}")
     raw = {name: source[source_name] for name, source_name in mapping.columns.items()}
     frame, reasons = clean(raw, len(source), defaults=mapping.defaults, timezone=mapping.timezone,
                            timestamp_unit=mapping.timestamp_unit)
@@ -143,7 +143,7 @@ def import_file(src: Path, out: Path, mapping: ColumnMapping, rejects_path: Path
             result.rejects.to_csv(target, index=False)
     if result.frame.empty:
         first = result.rejects["reject_reason"].iloc[0]
-        raise InputError(f"{src}: all {result.source_rows:,} rows were rejected (first reason: {first})")
+        raise DataError(f"{src}: all {result.source_rows:,} rows were rejected (first reason: {first})")
     write_canonical(result.frame, out)
     return result
 

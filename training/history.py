@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudstream.errors import InputError
+from fraudstream.errors import DataError, InputError
 
 HANDBOOK_MAPPING = {
     "TRANSACTION_ID": "transaction_id",
@@ -22,7 +22,7 @@ def canonical_from_handbook(raw: pd.DataFrame) -> pd.DataFrame:
     """The handbook-sim columns renamed to the canonical ones (TX_FRAUD_SCENARIO, the answer key, is dropped)."""
     missing = [c for c in HANDBOOK_MAPPING if c not in raw.columns]
     if missing:
-        raise InputError(f"handbook frame lacks column(s) {', '.join(missing)}")
+        raise DataError(f"handbook frame lacks column(s) {', '.join(missing)}")
     df = raw[list(HANDBOOK_MAPPING)].rename(columns=HANDBOOK_MAPPING)
     for col in ("transaction_id", "user_id", "merchant_id"):
         df[col] = df[col].astype(str)
@@ -52,5 +52,5 @@ def read_history(path: Path) -> pd.DataFrame:
 
     df = read_canonical(path, require_labels=True)
     if "is_fraud" not in df.columns:
-        raise InputError(f"history file {path} has no is_fraud column; training needs labels")
+        raise DataError(f"history file {path} has no is_fraud column; training needs labels")
     return df

@@ -149,8 +149,9 @@ def test_rejects_file_is_written_and_all_rejected_is_an_error(tmp_path: Path) ->
     assert len(pd.read_csv(tmp_path / "r.csv")) == 3
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "header-only", "missing-column"])
-def test_cli_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("case", "code"), [("missing", 2), ("empty", 65), ("header-only", 65), ("missing-column", 65)])
+def test_cli_bad_input_is_one_line_with_its_exit_code(case: str, code: int, tmp_path: Path) -> None:
+    """No such file is a usage mistake (2); a file whose contents cannot be used is a data error (65)."""
     src = tmp_path / "src.csv"
     if case == "empty":
         src.write_text("")
@@ -159,7 +160,7 @@ def test_cli_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     elif case == "missing-column":
         src.write_text("TRANSACTION_ID,TX_DATETIME\n1,2024-01-01\n")
     result = run_cli("import", str(src), "--format", "handbook", "--out", str(tmp_path / "o.parquet"))
-    assert result.code == 2, result.err
+    assert result.code == code, result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fraudstream: error: "), result.err
     assert "Traceback" not in result.err

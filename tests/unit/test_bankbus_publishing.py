@@ -105,8 +105,9 @@ def write_canonical_raw(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "wrong-columns", "bad-rate"])
-def test_publish_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("case", "code"), [("missing", 2), ("empty", 65), ("wrong-columns", 65), ("bad-rate", 2)])
+def test_publish_bad_input_is_one_line_and_its_exit_code(case: str, code: int, tmp_path: Path) -> None:
+    """A usage mistake (no such file, a bad option value) exits 2; a file whose contents cannot be used, 65."""
     path = tmp_path / "in.csv"
     extra: list[str] = []
     if case == "empty":
@@ -118,6 +119,6 @@ def test_publish_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path) -> 
         extra = ["--rate", "0"]
     # An unreachable broker: the command must fail on the input before it ever needs Kafka.
     result = run_cli("publish", str(path), *extra, env={"FRAUD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
-    assert result.code == 2, result.err
+    assert result.code == code, result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fraudstream: error: ") and "Traceback" not in result.err
