@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from fraudstream.cli import settings_of
 from fraudstream.errors import InputError
+
+
+class Protocol(StrEnum):
+    handbook = "handbook"
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -35,27 +40,36 @@ def backtest(
     registry: Path | None = typer.Option(None, "--registry", help="Registry for --model (default settings)."),
     assess_start: str | None = typer.Option(None, "--assess-start", help="With --model: first assessed time."),
     assess_end: str | None = typer.Option(None, "--assess-end", help="With --model: end of the assessed time."),
-    protocol: str | None = typer.Option(
+    protocol: Protocol | None = typer.Option(
         None, "--protocol", help="'handbook': train 7, delay 7, test 7, 31 warm-up days."
     ),
-    train_days: int | None = typer.Option(None, "--train-days", help="Walk-forward: days per training window."),
-    delay_days: int = typer.Option(7, "--delay-days", help="Walk-forward: days between training and test windows."),
-    test_days: int = typer.Option(7, "--test-days", help="Walk-forward: days per test window (retrain period)."),
-    folds: int | None = typer.Option(None, "--folds", help="Number of folds (default: as many as the range allows)."),
+    train_days: int | None = typer.Option(None, "--train-days", min=1, help="Walk-forward: days per training window."),
+    delay_days: int = typer.Option(
+        7, "--delay-days", min=0, help="Walk-forward: days between training and test windows."
+    ),
+    test_days: int = typer.Option(7, "--test-days", min=1, help="Walk-forward: days per test window (retrain period)."),
+    folds: int | None = typer.Option(
+        None, "--folds", min=1, help="Number of folds (default: as many as the range allows)."
+    ),
     first_test_start: str | None = typer.Option(None, "--first-test-start", help="Start of the first test window."),
-    warmup_days: int | None = typer.Option(None, "--warmup-days", help="History days before the first training."),
+    warmup_days: int | None = typer.Option(
+        None, "--warmup-days", min=0, help="History days before the first training."
+    ),
     config: Path | None = typer.Option(None, "--config", help="Training config YAML for walk-forward folds."),
     train_inline: bool = typer.Option(
         False, "--train-inline", help="Train each fold in this process when needed (default: a forked process)."
     ),
     label_delay: float = typer.Option(
-        7.0, "--label-delay", help="Days after a transaction its label enters the stream."
+        7.0, "--label-delay", min=0.0, help="Days after a transaction its label enters the stream."
     ),
     report_dir: Path = typer.Option(Path("reports/backtest"), "--report-dir", help="Where the report goes."),
     fast: bool = typer.Option(False, "--fast", help="Skip Kafka: the same core and Redis store, batches fed directly."),
     keep: bool = typer.Option(False, "--keep", help="Keep the run's Redis keys and topics (for inspection)."),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Events per StreamProcessor.process call."),
     partitions: int | None = typer.Option(None, "--partitions", min=1, help="Partitions of the run's topics."),
+    wait_timeout: float = typer.Option(
+        0.0, "--wait-timeout", min=0.0, help="Seconds to wait at start for Redis (and Kafka) to answer; 0: at once."
+    ),
 ) -> None:
     """Replay history through the real pipeline (isolated Redis namespace, topics and group) and report."""
     from rich.console import Console
@@ -68,10 +82,19 @@ def backtest(
         TimeRemainingColumn,
     )
 
+    from fraudstream.infra.wait import dependencies, wait_for_dependencies
+
+    settings = settings_of(ctx)
+    if history is None and not from_topic:  # before the heavy imports below (the runner says the same)
+        raise InputError("give --history FILE|FOLDER or --from-topic with --start/--end")
+    # Redis always (the store), Kafka for the Kafka mode and for topic input: before any import or training.
+    wait_for_dependencies(
+        dependencies(settings, kafka=from_topic or not fast), bound_s=wait_timeout, bound_name="--wait-timeout"
+    )
+
     from backtest.job import run_backtest
     from backtest.runner import BacktestOptions
 
-    settings = settings_of(ctx)
     opts = BacktestOptions(
         report_dir=report_dir,
         history=history,
@@ -84,7 +107,7 @@ def backtest(
         registry=registry,
         assess_start=_when(assess_start, "--assess-start"),
         assess_end=_when(assess_end, "--assess-end"),
-        protocol=protocol,
+        protocol=protocol.value if protocol is not None else None,
         train_days=train_days,
         delay_days=delay_days,
         test_days=test_days,

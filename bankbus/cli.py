@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
 def simulate(
     out: Path = typer.Option(..., "--out", help="Output file: .parquet or .csv."),
-    customers: int = typer.Option(1_000, help="Number of customers (cards)."),
-    merchants: int = typer.Option(500, help="Number of merchants (terminals)."),
-    days: int = typer.Option(30, help="Days of traffic."),
+    customers: int = typer.Option(1_000, min=1, help="Number of customers (cards)."),
+    merchants: int = typer.Option(500, min=1, help="Number of merchants (terminals)."),
+    days: int = typer.Option(30, min=1, help="Days of traffic."),
     start: str = typer.Option("2024-01-01", help="First day, YYYY-MM-DD (UTC)."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same data."),
     fraud_rates: str = typer.Option(

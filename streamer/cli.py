@@ -9,7 +9,9 @@ from enum import StrEnum
 import typer
 
 from fraudstream.cli import settings_of
-from fraudstream.errors import ConfigError, InputError
+from fraudstream.contracts import LabelSource
+from fraudstream.errors import InputError, ModelUnavailable
+from fraudstream.settings import Settings
 
 alerts_app = typer.Typer(help="Read alerts.", no_args_is_help=True)
 
@@ -29,13 +31,27 @@ def stream(
     engine: Engine | None = typer.Option(None, help="kafka (exactly once) or faust; default: streamer.engine."),
     max_events: int | None = typer.Option(None, min=1, help="Stop after this many records."),
     idle_exit: float | None = typer.Option(None, min=0.0, help="Stop after this many seconds without records."),
+    wait_timeout: float | None = typer.Option(
+        None, min=0.0, help="At start, wait at most this many seconds for Kafka and Redis to answer "
+        "(default: --idle-exit when given, else as long as it takes)."
+    ),
     instance_id: str | None = typer.Option(
         None, help="Stable id of this worker (transactional id suffix); distinct per worker. Default: hostname."
     ),
 ) -> None:
     """Run the stream processor: transactions + labels in; alerts, scores, dead letters out."""
+    from fraudstream.infra.wait import RetrySchedule, dependencies, wait_for_dependencies
+
     settings = settings_of(ctx)
     chosen = engine.value if engine is not None else settings.streamer.engine
+    _require_current_model(settings)
+    bound, bound_name = (wait_timeout, "--wait-timeout") if wait_timeout is not None else (idle_exit, "--idle-exit")
+    wait_for_dependencies(
+        dependencies(settings),
+        bound_s=bound,
+        bound_name=bound_name if bound is not None else "--wait-timeout",
+        schedule=RetrySchedule(max_s=settings.streamer.redis_retry_max_s),
+    )
     if chosen == "faust":
         from streamer.faust_engine import run_faust_engine  # imported only when asked: faust is heavy
 
@@ -45,6 +61,18 @@ def stream(
 
         result = run_kafka_engine(settings, max_events=max_events, idle_exit_s=idle_exit, instance_id=instance_id)
     typer.echo(json.dumps(result))
+
+
+def _require_current_model(settings: Settings) -> None:
+    """A worker cannot score without a current model: say so before waiting for anything."""
+    from models.registry import ModelRegistry
+
+    path = settings.registry.path
+    if ModelRegistry(path).current_version() is None:
+        raise ModelUnavailable(
+            f"the model registry {path} has no current model; run `fraudstream train` first, or point "
+            "FRAUD_REGISTRY__PATH at the registry the trainer publishes to"
+        )
 
 
 @alerts_app.command("tail")
@@ -72,9 +100,9 @@ def tail(
 
 def label(
     ctx: typer.Context,
-    transaction_id: str = typer.Argument(..., help="The transaction the verdict is about."),
-    verdict: Verdict = typer.Argument(..., help="fraud or legit."),
-    source: str = typer.Option("analyst", help="analyst, chargeback, customer or dataset."),
+    transaction_id: str = typer.Argument(..., metavar="TRANSACTION_ID", help="The transaction the verdict is about."),
+    verdict: Verdict = typer.Argument(..., metavar="VERDICT", help="fraud or legit."),
+    source: LabelSource = typer.Option(LabelSource.analyst, help="Who says so."),
     note: str | None = typer.Option(None, help="Free text, sent as a Kafka header (not part of the Label)."),
     user: str | None = typer.Option(None, help="The user id, when the transaction has no alert."),
     merchant: str | None = typer.Option(None, help="The merchant id, when the transaction has no alert."),
@@ -82,21 +110,16 @@ def label(
 ) -> None:
     """Publish a verdict to the labels topic (merchant and time filled from the transaction's alert if found)."""
     from fraudstream.clock import SystemClock
-    from fraudstream.contracts import LabelSource
     from streamer.labelling import build_label, publish_label
 
     settings = settings_of(ctx)
-    try:
-        label_source = LabelSource(source)
-    except ValueError:
-        raise ConfigError(f"unknown label source '{source}'; use analyst, chargeback, customer or dataset") from None
     if note is not None and len(note) > 2000:
         raise InputError("the note is longer than 2,000 characters; shorten it")
     record = build_label(
         settings,
         transaction_id,
         is_fraud=verdict == Verdict.fraud,
-        source=label_source,
+        source=source,
         user=user,
         merchant=merchant,
         at=at,

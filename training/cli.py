@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from fraudstream.cli import settings_of
-from fraudstream.errors import InputError
+from fraudstream.errors import ExitCode, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,17 +38,20 @@ def train(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from training.config import load_training_config
+
+    settings = settings_of(ctx)
+    _check_history_options(history, from_topics, start, end, days)
+    cfg = load_training_config(config)
+    frame = _history_frame(settings, history, start, end, days)  # before the models are imported: fails fast
+
     from features.config import FeatureConfig
     from models.registry import ModelRegistry
-    from training.config import load_training_config
     from training.pipeline import run_training
     from training.report import write_report
 
-    settings = settings_of(ctx)
-    cfg = load_training_config(config)
     console = Console(stderr=True)
     target = None if no_publish else ModelRegistry(registry or settings.registry.path)
-    frame = _history_frame(settings, history, from_topics, start, end, days)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("building features", total=None)
         report = run_training(
@@ -70,27 +73,33 @@ def train(
     if report.get("version"):
         typer.echo(f"published {report['version']}: {report['promotion']}")
     if str(report.get("promotion", "")).startswith("refused"):
-        raise typer.Exit(code=3)
+        raise typer.Exit(code=ExitCode.NOT_PROMOTED)
+
+
+def _check_history_options(
+    history: Path | None, from_topics: bool, start: datetime | None, end: datetime | None, days: int | None
+) -> None:
+    """One source of history, and a range for the topics: checked before anything is read or imported."""
+    if (history is None) == (not from_topics):
+        raise InputError("give either --history FILE or --from-topics (with --start/--end or --days)")
+    if from_topics and days is None and (start is None or end is None):
+        raise InputError("--from-topics needs --start and --end, or --days")
 
 
 def _history_frame(
-    settings: Settings, history: Path | None, from_topics: bool, start: datetime | None, end: datetime | None,
-    days: int | None,
+    settings: Settings, history: Path | None, start: datetime | None, end: datetime | None, days: int | None
 ) -> pd.DataFrame:
     """The labelled history: a file, or a time range of the topics read without any consumer-group commit."""
-    from training.history import read_history
-
-    if (history is None) == (not from_topics):
-        raise InputError("give either --history FILE or --from-topics (with --start/--end or --days)")
     if history is not None:
+        from training.history import read_history
+
         return read_history(history)
     from backtest.topic_input import load_topic_history
 
     if days is not None:
         end = datetime.now(UTC)
         start = end - timedelta(days=days)
-    if start is None or end is None:
-        raise InputError("--from-topics needs --start and --end, or --days")
+    assert start is not None and end is not None  # _check_history_options
     start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
     return load_topic_history(settings, start, end).frame
 
