@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from features.config import FeatureConfig
 from features.fields import columns_of, event_second, id_hash
-from features.merchant import apply_fraud_label, merchant_features, update_merchant_tx, view_with_tx
-from features.spec import FEATURE_NAMES, MERCHANT_NAMES, STATIC_NAMES, USER_NAMES
-from features.state import MerchantFraudRecord, MerchantTxRecord, MerchantView, UserState
+from features.merchant import apply_fraud_label
+from features.merchant_fold import fold_merchant_batch
+from features.spec import FEATURE_NAMES, STATIC_NAMES, USER_NAMES
+from features.state import MerchantFraudRecord, UserState
 from features.static import static_columns
 from features.user_fold import fold_user_batch, user_events
 from fraudstream.errors import InputError
@@ -26,7 +26,6 @@ from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord
 from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
 from state.keys import Keys, ttl_seconds
 
-Decoder = Callable[[bytes | None], object]
 MAX_KEY_NAMES = 200_000
 
 
@@ -105,9 +104,6 @@ class KeyValueFeatureStore(ABC):
         parts = sorted({r.partition for r in records})
         for p in parts:
             self._check_partition(p, self.partitions, "transactions")
-        user_keys = [keys.user(r.partition, self._user_key(r.txn.user_id)) for r in records]
-        merchants = sorted({r.txn.merchant_id for r in records})
-        names = [self._merchant_keys(m) for m in merchants]
         offsets = self._offsets(
             {keys.txn_tag(p): keys.txn_offset(p) for p in range(self.partitions)}
             | {keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)}
@@ -121,95 +117,75 @@ class KeyValueFeatureStore(ABC):
             if last is not None and r.offset <= last:
                 replayed[i] = True
                 replays.setdefault(keys.outputs(r.partition), []).append(r.offset)
-        fresh = np.flatnonzero(~replayed).tolist()
-        partition_of = {user_keys[i]: records[i].partition for i in fresh}
+        fresh_records = [r for r, was in zip(records, replayed.tolist(), strict=True) if not was]
+        fresh = np.flatnonzero(~replayed)
+        user_keys = [keys.user(r.partition, self._user_key(r.txn.user_id)) for r in fresh_records]
+        partition_of = dict(zip(user_keys, (r.partition for r in fresh_records), strict=True))
         batch_users = sorted(partition_of)
-        groups: list[tuple[str, list[str], Decoder]] = [
-            (keys.txn_tag(p), [k for k in batch_users if partition_of[k] == p], _raw) for p in parts
+        merchants = sorted({r.txn.merchant_id for r in fresh_records})
+        names = [self._merchant_keys(m) for m in merchants]
+        groups: list[tuple[str, list[str]]] = [
+            (keys.txn_tag(p), [k for k in batch_users if partition_of[k] == p]) for p in parts
         ]
-        groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names], _tx) for p in range(self.partitions)]
-        groups += [(keys.label_tag(p), [fr[p] for _, fr in names], _fraud) for p in range(self.label_partitions)]
+        groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names]) for p in range(self.partitions)]
+        groups += [(keys.label_tag(p), [fr[p] for _, fr in names]) for p in range(self.label_partitions)]
         states, cached = self._fetch(groups, replays)
-        tx_records: dict[str, MerchantTxRecord] = {k: states[k] for tx, _ in names for k in tx}  # type: ignore[misc]
-        views = {
-            m: MerchantView.merge(
-                [tx_records[k] for k in tx],
-                [states[k] for k in fr],  # type: ignore[misc]
-            )
-            for m, (tx, fr) in zip(merchants, names, strict=True)
-        }
-        tx_key_of = {m: tx for m, (tx, _) in zip(merchants, names, strict=True)}
-        cfg = self.cfg
         vectors = np.full((n, len(FEATURE_NAMES)), np.nan)
         late = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
         replayed_outputs = {key: iter(values) for key, values in cached.items()}
         for i in np.flatnonzero(replayed).tolist():
             outputs[i] = next(replayed_outputs[keys.outputs(records[i].partition)])
-        writes: dict[int, PartitionWrite] = {}
-        if fresh:
-            fresh_records = [records[i] for i in fresh]
+        writes = self._writes(records, fresh_records, stored_offset)
+        if fresh_records:
+            cfg = self.cfg
             cols = columns_of([r.txn for r in fresh_records])
             user_index = {k: u for u, k in enumerate(batch_users)}
-            event_users = np.fromiter((user_index[user_keys[i]] for i in fresh), np.int64, len(fresh))
-            fold = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)  # type: ignore[misc]
+            event_users = np.fromiter((user_index[k] for k in user_keys), np.int64, len(user_keys))
+            users = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)
+            merchant_index = {m: j for j, m in enumerate(merchants)}
+            shops = fold_merchant_batch(
+                [[states[k] for k in tx] for tx, _ in names],
+                [[states[k] for k in fr] for _, fr in names],
+                np.fromiter((merchant_index[r.txn.merchant_id] for r in fresh_records), np.int64, len(fresh)),
+                np.fromiter((r.partition for r in fresh_records), np.int64, len(fresh)),
+                cols.ts,
+                users.late,
+                cfg,
+            )
             s, u = len(STATIC_NAMES), len(USER_NAMES)
             vectors[fresh, :s] = static_columns(cols, cfg)
-            vectors[fresh, s : s + u] = fold.features
-            late[fresh] = fold.late
-            merchant_rows, changed_tx = self._merchant_fold(
-                fresh_records, cols.ts, fold.late, views, tx_records, tx_key_of
-            )
-            vectors[fresh, s + u :] = merchant_rows
-            for rec in fresh_records:
-                p = rec.partition
-                write = writes.get(p)
-                if write is None:
-                    low = min(r.offset for r in records if r.partition == p)
-                    # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
-                    write = PartitionWrite(stored_offset[p], rec.offset, min(low, self._kept_from.get(p, low)))
-                    writes[p] = write
-                write.new_offset = max(write.new_offset, rec.offset)
-                write.offsets.append(rec.offset)
-            folded = {user_keys[i] for i, was_late in zip(fresh, fold.late.tolist(), strict=True) if not was_late}
-            for key in sorted(folded):
-                value = fold.states[user_index[key]]
-                writes[partition_of[key]].values[key] = value
-                writes[partition_of[key]].states[key] = value
-            for key, p in sorted(changed_tx.items()):
-                writes[p].values[key] = tx_records[key].to_bytes()
-                writes[p].states[key] = tx_records[key]
+            vectors[fresh, s : s + u] = users.features
+            vectors[fresh, s + u :] = shops.features
+            late[fresh] = users.late
+            folded = {k for k, was_late in zip(user_keys, users.late.tolist(), strict=True) if not was_late}
+            changed = [(k, partition_of[k], users.states[user_index[k]]) for k in folded]
+            changed += [(names[j][0][p], p, value) for (j, p), value in shops.records.items()]
+            for key, p, value in sorted(changed):
+                writes[p].values[key] = value
+                writes[p].states[key] = value
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += int(replayed.sum())
         return PreparedBatch(records, vectors, late, replayed, outputs, writes)
 
-    def _merchant_fold(
-        self,
-        records: list[SourceRecord],
-        ts: npt.NDArray[np.int64],
-        late: npt.NDArray[np.bool_],
-        views: dict[str, MerchantView],
-        tx_records: dict[str, MerchantTxRecord],
-        tx_key_of: dict[str, tuple[str, ...]],
-    ) -> tuple[npt.NDArray[np.float64], dict[str, int]]:
-        """MERCHANT_NAMES columns in record order, and the merchant keys changed (each non-late transaction is
-        folded into its partition's record), by partition."""
-        cfg = self.cfg
-        # a transaction at or after this second is never inside any later event's delayed window in this batch
-        view_horizon = int(ts.max(initial=0)) - cfg.delay_s
-        rows: list[list[float]] = []
-        changed: dict[str, int] = {}
-        for rec, t, was_late in zip(records, ts.tolist(), late.tolist(), strict=True):
-            merchant = rec.txn.merchant_id
-            rows.append(merchant_features(views[merchant], t, cfg))
-            if was_late:
-                continue
-            tkey = tx_key_of[merchant][rec.partition]
-            tx_records[tkey] = update_merchant_tx(tx_records[tkey], t, cfg)
-            if t <= view_horizon:
-                views[merchant] = view_with_tx(views[merchant], t)
-            changed[tkey] = rec.partition
-        return np.asarray(rows, dtype=np.float64).reshape(len(records), len(MERCHANT_NAMES)), changed
+    def _writes(
+        self, records: list[SourceRecord], fresh: list[SourceRecord], stored_offset: dict[int, int | None]
+    ) -> dict[int, PartitionWrite]:
+        """One PartitionWrite per partition with fresh records: the offsets it applies and the outputs it keeps."""
+        writes: dict[int, PartitionWrite] = {}
+        lows: dict[int, int] = {}
+        for r in records:
+            lows[r.partition] = min(lows.get(r.partition, r.offset), r.offset)
+        for rec in fresh:
+            p = rec.partition
+            write = writes.get(p)
+            if write is None:
+                # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
+                low = min(lows[p], self._kept_from.get(p, lows[p]))
+                write = writes[p] = PartitionWrite(stored_offset[p], rec.offset, low)
+            write.new_offset = max(write.new_offset, rec.offset)
+            write.offsets.append(rec.offset)
+        return writes
 
     def commit_batch(self, batch: PreparedBatch, outputs: Sequence[bytes | None]) -> None:
         if len(outputs) != len(batch.records):
@@ -254,8 +230,8 @@ class KeyValueFeatureStore(ABC):
                 fkeys[r.partition].add(keys.merchant_fraud(r.partition, _merchant(r)))
         label_offsets = self._offsets({keys.label_tag(p): keys.label_offset(p) for p in parts})
         stored = {p: label_offsets[keys.label_tag(p)] for p in parts}
-        states, _ = self._fetch([(keys.label_tag(p), sorted(fkeys[p]), _fraud) for p in parts], {})
-        frauds: dict[str, MerchantFraudRecord] = dict(states)  # type: ignore[arg-type]
+        states, _ = self._fetch([(keys.label_tag(p), sorted(fkeys[p])) for p in parts], {})
+        frauds = {key: _fraud(value) for key, value in states.items()}
         writes: dict[int, PartitionWrite] = {}
         applied = 0
         for rec, ok in zip(records, usable, strict=True):
@@ -279,8 +255,7 @@ class KeyValueFeatureStore(ABC):
                 id_hash(label.transaction_id),
                 self.cfg,
             )
-            write.values[key] = frauds[key].to_bytes()
-            write.states[key] = frauds[key]
+            write.values[key] = write.states[key] = frauds[key].to_bytes()
             applied += 1
         commits = [
             (keys.label_tag(p), Commit(keys.label_offset(p), f"{keys.label_tag(p)}:out", w, {}))
@@ -313,24 +288,27 @@ class KeyValueFeatureStore(ABC):
         return found
 
     def _fetch(
-        self, groups: list[tuple[str, list[str], Decoder]], hash_fields: dict[str, list[int]]
-    ) -> tuple[dict[str, object], dict[str, list[bytes | None]]]:
-        """Decoded records of every (tag, keys, decoder) group, reading from the backend only cache misses."""
+        self, groups: list[tuple[str, list[str]]], hash_fields: dict[str, list[int]]
+    ) -> tuple[dict[str, bytes], dict[str, list[bytes | None]]]:
+        """The stored bytes (b'' when absent) of every (tag, keys) group, reading the backend only for cache misses.
+
+        Records stay bytes: the compiled folds decode and encode them, so nothing is decoded per key in Python.
+        """
         now = self.monotonic()
-        found: dict[str, object] = {}
-        misses: list[tuple[str, str, Decoder]] = []
-        for tag, group_keys, decode in groups:
+        found: dict[str, bytes] = {}
+        misses: list[tuple[str, str]] = []
+        for tag, group_keys in groups:
             hits, missing = self.cache.lookup(tag, group_keys, now)
-            found.update(hits)
-            misses += [(tag, key, decode) for key in missing]
+            found.update(hits)  # type: ignore[arg-type]
+            misses += [(tag, key) for key in missing]
         if not misses and not hash_fields:
             return found, {}
-        values, fields = self._load([key for _, key, _ in misses], hash_fields)
-        present = [key for (_, key, _), value in zip(misses, values, strict=True) if value is not None]
+        values, fields = self._load([key for _, key in misses], hash_fields)
+        present = [key for (_, key), value in zip(misses, values, strict=True) if value is not None]
         expiry = dict(zip(present, self._ttls(present), strict=True)) if present else {}
         fresh: dict[str, dict[str, tuple[object, float]]] = {}
-        for (tag, key, decode), value in zip(misses, values, strict=True):
-            record = decode(value)
+        for (tag, key), value in zip(misses, values, strict=True):
+            record = b"" if value is None else value
             found[key] = record
             until = NEVER if value is None else now + expiry[key] - EXPIRY_MARGIN_S
             fresh.setdefault(tag, {})[key] = (record, until)
@@ -386,17 +364,8 @@ def _as_offset(value: bytes | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _raw(value: bytes | None) -> bytes:
-    """User records stay bytes: the compiled fold decodes and encodes them."""
-    return b"" if value is None else value
-
-
-def _tx(value: bytes | None) -> MerchantTxRecord:
-    return MerchantTxRecord() if value is None else MerchantTxRecord.from_bytes(value)
-
-
-def _fraud(value: bytes | None) -> MerchantFraudRecord:
-    return MerchantFraudRecord() if value is None else MerchantFraudRecord.from_bytes(value)
+def _fraud(value: bytes) -> MerchantFraudRecord:
+    return MerchantFraudRecord.from_bytes(value) if value else MerchantFraudRecord()
 
 
 def _usable(rec: LabelRecord) -> bool:

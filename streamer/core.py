@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from fraudstream.clock import Clock
-from fraudstream.contracts import Alert, Label, ScoreRecord, Transaction
+from fraudstream.contracts import Alert, Label, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRecord
-from streamer.outputs import OutputMessage, contract_headers, decode_messages, encode_messages
+from streamer.outputs import OutputMessage, contract_headers, decode_messages, encode_messages, score_json
 from streamer.reasons import explain
 from streamer.validation import DecodeFailure, dead_letter, decode_label, decode_transaction
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LATE_REASON_HEADER = "late-reason"
 SCORE_DECIMALS = 9
+_ALERT_HEADERS = contract_headers("alert")
+_SCORE_HEADERS = contract_headers("score")
 
 
 @dataclass(frozen=True)
@@ -258,17 +260,6 @@ class StreamProcessor:
     ) -> list[OutputMessage]:
         key = txn.user_id.encode()
         alerted = reasons is not None
-        record = ScoreRecord(
-            transaction_id=txn.transaction_id,
-            user_id=txn.user_id,
-            timestamp=txn.timestamp,
-            score=score,
-            threshold=threshold,
-            alerted=alerted,
-            model_version=model.version,
-            scorer=self.cfg.scorer,
-            produced_at=now,
-        )
         messages = []
         if reasons is not None:
             features = {n: float(v) for n, v in zip(model.feature_names, vector, strict=False) if math.isfinite(v)}
@@ -282,12 +273,9 @@ class StreamProcessor:
                 features=features,
                 produced_at=now,
             )
-            messages.append(
-                OutputMessage(self.topics.alerts, key, alert.model_dump_json().encode(), contract_headers("alert"))
-            )
-        messages.append(
-            OutputMessage(self.topics.scores, key, record.model_dump_json().encode(), contract_headers("score"))
-        )
+            messages.append(OutputMessage(self.topics.alerts, key, alert.model_dump_json().encode(), _ALERT_HEADERS))
+        value = score_json(txn, score, threshold, alerted, model.version, self.cfg.scorer, now)
+        messages.append(OutputMessage(self.topics.scores, key, value, _SCORE_HEADERS))
         return messages
 
     def _late_message(self, record: RawRecord, txn: Transaction) -> OutputMessage:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 
-from fraudstream.contracts import RECORD_TYPE_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+import orjson
+
+from fraudstream.contracts import RECORD_TYPE_HEADER, SCHEMA_VERSION, SCHEMA_VERSION_HEADER, Transaction
 from fraudstream.errors import StateStoreError
 
 _FORMAT = b"\x01"
@@ -29,22 +33,55 @@ def contract_headers(record_type: str) -> list[tuple[str, bytes]]:
     return [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode()), (RECORD_TYPE_HEADER, record_type.encode())]
 
 
-def _put(parts: list[bytes], raw: bytes) -> None:
-    parts.append(_U32.pack(len(raw)))
-    parts.append(raw)
+def score_json(
+    txn: Transaction, score: float, threshold: float, alerted: bool, model_version: str, scorer: str, now: datetime
+) -> bytes:
+    """The `ScoreRecord` JSON of one score, without building the model (the contract test parses it back)."""
+    return orjson.dumps(
+        {
+            "transaction_id": txn.transaction_id,
+            "user_id": txn.user_id,
+            "timestamp": txn.timestamp,
+            "score": score,
+            "threshold": threshold,
+            "alerted": alerted,
+            "model_version": model_version,
+            "scorer": scorer,
+            "produced_at": now,
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def _blob(raw: bytes) -> bytes:
+    return _U32.pack(len(raw)) + raw
+
+
+@lru_cache(maxsize=256)
+def _topic_segment(topic: str) -> bytes:
+    return _blob(topic.encode())
+
+
+@lru_cache(maxsize=256)
+def _header_segment(headers: tuple[tuple[str, bytes], ...]) -> bytes:
+    return _U16.pack(len(headers)) + b"".join(_blob(name.encode()) + _blob(value) for name, value in headers)
 
 
 def encode_messages(messages: Sequence[OutputMessage]) -> bytes:
-    """A self-delimiting byte string holding the messages of one input record (order kept)."""
+    """A self-delimiting byte string holding the messages of one input record (order kept).
+
+    Topic and header segments repeat from record to record, so they are encoded once and reused.
+    """
     parts: list[bytes] = [_FORMAT, _U16.pack(len(messages))]
     for message in messages:
-        _put(parts, message.topic.encode())
-        _put(parts, message.key)
-        _put(parts, message.value)
-        parts.append(_U16.pack(len(message.headers)))
-        for name, value in message.headers:
-            _put(parts, name.encode())
-            _put(parts, value)
+        parts += (
+            _topic_segment(message.topic),
+            _U32.pack(len(message.key)),
+            message.key,
+            _U32.pack(len(message.value)),
+            message.value,
+            _header_segment(tuple(message.headers)),
+        )
     return b"".join(parts)
 
 

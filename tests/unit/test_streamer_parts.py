@@ -159,3 +159,22 @@ def test_reasons_skip_encodings_duplicates_and_non_positive_contributions() -> N
     contributions = np.array([[0.9, 0.8, 0.95, 0.7, -0.2]])
     (row,) = explain(names, X, contributions, 3)
     assert [r.text for r in row] == ["at 06:00 UTC", "amount 9.4x the user's 30-day mean"]
+
+
+def test_score_json_is_the_score_record_contract() -> None:
+    from datetime import UTC, datetime
+
+    from fraudstream.contracts import ScoreRecord, Transaction
+    from streamer.outputs import score_json
+
+    txn = Transaction(
+        transaction_id='T"1\\é', user_id="C 1", timestamp=datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC), amount=1.0,
+        merchant_id="M1",
+    )  # fmt: skip
+    now = datetime(2024, 1, 2, 3, 4, 6, tzinfo=UTC)
+    raw = score_json(txn, 0.123456789, 0.5, False, "v1", "mlp", now)
+    expected = ScoreRecord(
+        transaction_id=txn.transaction_id, user_id=txn.user_id, timestamp=txn.timestamp, score=0.123456789,
+        threshold=0.5, alerted=False, model_version="v1", scorer="mlp", produced_at=now,
+    )  # fmt: skip
+    assert ScoreRecord.model_validate_json(raw) == expected
