@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,37 +88,39 @@ class TxnColumns:
 
 
 def columns_of(txns: Sequence[Transaction]) -> TxnColumns:
-    """TxnColumns of validated transactions; equal, row for row, to `fields_of` of each."""
+    """TxnColumns of validated transactions; equal, row for row, to `fields_of` of each.
+
+    One pass over the objects collects the raw values; hashing and conversions then run per distinct value or
+    per column.
+    """
     n = len(txns)
+    raw = [
+        (t.timestamp.timestamp(), t.amount, t.latitude, t.longitude, t.merchant_id, t.merchant_category, t.device_id,
+         t.channel, t.country)
+        for t in txns
+    ]  # fmt: skip
+    stamps, amount, lat, lon, merchant, category, device, channel, country = zip(*raw, strict=True) if n else [()] * 9
     hashes: dict[str | None, int] = {None: MISSING}
-
-    def h(value: str | None) -> int:
-        found = hashes.get(value)
-        if found is None:
-            found = hashes[value] = id_hash(value)  # type: ignore[arg-type]
-        return found
-
-    stamps = np.fromiter((t.timestamp.timestamp() for t in txns), np.float64, n)
-    amount = np.fromiter((t.amount for t in txns), np.float64, n)
-    lat = np.fromiter((math.nan if t.latitude is None or t.longitude is None else t.latitude for t in txns),
-                      np.float64, n)  # fmt: skip
-    lon = np.fromiter((math.nan if t.latitude is None or t.longitude is None else t.longitude for t in txns),
-                      np.float64, n)  # fmt: skip
-    located = ~np.isnan(lat)
-    codes = CHANNEL_CODES
+    for value in {*merchant, *category, *device}:
+        if value is not None:
+            hashes[value] = id_hash(value)
+    lat_a = np.array(lat, dtype=np.float64)  # None -> nan
+    lon_a = np.array(lon, dtype=np.float64)
+    located = ~(np.isnan(lat_a) | np.isnan(lon_a))
+    codes = {None: MISSING} | {c: CHANNEL_CODES[c.value] for c in set(channel) if c is not None}
+    amount_a = np.array(amount, dtype=np.float64)
     return TxnColumns(
         # floor of the float epoch: exact for whole microseconds before 2100 (a second's last microsecond is
         # 1e-6 below the next second, more than the float's half ulp there)
-        ts=np.floor(stamps).astype(np.int64),
-        cents=np.rint(amount * 100.0).astype(np.int64),
-        amount=amount,
-        merchant_h=np.fromiter((h(t.merchant_id) for t in txns), np.int64, n),
-        category_h=np.fromiter((h(t.merchant_category) for t in txns), np.int64, n),
-        device_h=np.fromiter((h(t.device_id) for t in txns), np.int64, n),
-        lat_e6=np.where(located, np.rint(np.nan_to_num(lat) * 1e6), 0).astype(np.int64),
-        lon_e6=np.where(located, np.rint(np.nan_to_num(lon) * 1e6), 0).astype(np.int64),
+        ts=np.floor(np.array(stamps, dtype=np.float64)).astype(np.int64),
+        cents=np.rint(amount_a * 100.0).astype(np.int64),
+        amount=amount_a,
+        merchant_h=np.fromiter(map(hashes.__getitem__, merchant), np.int64, n),
+        category_h=np.fromiter(map(hashes.__getitem__, category), np.int64, n),
+        device_h=np.fromiter(map(hashes.__getitem__, device), np.int64, n),
+        lat_e6=np.where(located, np.rint(np.nan_to_num(lat_a) * 1e6), 0).astype(np.int64),
+        lon_e6=np.where(located, np.rint(np.nan_to_num(lon_a) * 1e6), 0).astype(np.int64),
         located=located,
-        channel=np.fromiter((MISSING if t.channel is None else codes[t.channel.value] for t in txns), np.int64, n),
-        country_missing=np.fromiter((t.country is None for t in txns), np.bool_, n),
+        channel=np.fromiter(map(codes.__getitem__, channel), np.int64, n),
+        country_missing=np.fromiter((c is None for c in country), np.bool_, n),
     )
-

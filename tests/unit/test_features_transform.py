@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -160,3 +160,23 @@ def test_feature_index_covers_handbook_columns() -> None:
     from features.spec import HANDBOOK_COLUMNS
 
     assert all(col in FEATURE_INDEX for col in HANDBOOK_COLUMNS.values())
+
+
+def test_batch_columns_equal_the_per_event_fields() -> None:
+    from features.fields import columns_of, fields_of
+    from features.offline import transactions_from_frame
+    from tests.feature_streams import synthetic_stream
+
+    txns = list(transactions_from_frame(synthetic_stream(3000)))
+    cols = columns_of(txns)
+    for i, t in enumerate(txns):
+        f = fields_of(t)
+        assert (cols.ts[i], cols.cents[i], cols.amount[i]) == (f.ts, f.cents, f.amount)
+        assert cols.merchant_h[i] == f.merchant_h
+        assert (cols.category_h[i], cols.device_h[i], cols.channel[i]) == (f.category_h, f.device_h, f.channel)
+        assert cols.located[i] == (f.lat_e6 is not None)
+        assert (cols.lat_e6[i], cols.lon_e6[i]) == ((f.lat_e6, f.lon_e6) if f.lat_e6 is not None else (0, 0))
+        assert cols.country_missing[i] == f.country_missing
+    assert len(columns_of([])) == 0
+    edge = txns[0].model_copy(update={"timestamp": datetime(2099, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)})
+    assert columns_of([edge]).ts[0] == fields_of(edge).ts
