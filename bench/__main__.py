@@ -119,8 +119,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "stages" in args.sections:
             from bench import stages
 
-            say("stages: validation, state round trip, scoring, offline features")
+            say("stages: fold, validation, state round trip, scoring, offline features")
             result["stages"] = {
+                "fold": stages.fold(traffic),
                 "validation": stages.validation(traffic),
                 "state": stages.state_round_trip(base, traffic),
                 "scoring": stages.scoring(registry, (1, 256, 4096) if args.quick else stages.SCORING_SIZES),

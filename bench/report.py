@@ -96,6 +96,14 @@ def markdown(result: dict[str, Any]) -> str:
     stages = result.get("stages")
     if stages:
         lines += ["## Stages", ""]
+        fo = stages.get("fold")
+        if fo:
+            lines += [f"User feature fold, batch {fo['batch']}: reference Python kernels "
+                      f"{fo['reference_us_per_event']} us/event, compiled batch fold "
+                      f"{fo['compiled_us_per_event']} us/event "
+                      f"({fo['speedup']}x); "
+                      f"the whole core (decode, state, folds, score, outputs; in-memory store) "
+                      f"{fo['core_us_per_event']} us CPU/event.", ""]
         v = stages["validation"]
         lines += [f"Validation (pydantic decode, batch {v['batch']}): {v['us_per_event']} us/event, "
                   f"{v['events_per_s']:,} events/s (one core).", ""]

@@ -151,3 +151,85 @@ def training(history: pd.DataFrame, registry: Path, models: tuple[str, ...] = TR
                               if "average_precision" in v},
         "version": report["version"],
     }
+
+
+def fold(frame: pd.DataFrame, batch: int = 2000) -> dict[str, Any]:
+    """The feature fold per event: the reference Python kernels against the compiled batch fold, on the same events
+    (the user side; states carried as the store carries them), and the whole core per event (decode, fold, score,
+    outputs) on the in-memory store."""
+    from features.config import FeatureConfig
+    from features.fields import columns_of, fields_of
+    from features.offline import transactions_from_frame
+    from features.state import UserState
+    from features.transform import fold_kernel, late_kernel, user_kernel
+    from features.user_fold import fold_user_batch, user_events
+
+    cfg = FeatureConfig()
+    txns = list(transactions_from_frame(frame.iloc[: 4 * batch]))
+    warm, events = txns[: 3 * batch], txns[3 * batch :]
+    users = sorted({t.user_id for t in txns})
+    index = {u: i for i, u in enumerate(users)}
+    states = {u: UserState() for u in users}
+    for t in warm:
+        f = fields_of(t)
+        if not late_kernel(states[t.user_id], f.ts, cfg):
+            states[t.user_id] = fold_kernel(states[t.user_id], f, cfg)
+
+    def reference() -> None:
+        local = dict(states)
+        for t in events:
+            f = fields_of(t)
+            user_kernel(local[t.user_id], f)
+            if not late_kernel(local[t.user_id], f.ts, cfg):
+                local[t.user_id] = fold_kernel(local[t.user_id], f, cfg)
+        for s in local.values():
+            s.to_bytes()
+
+    encoded = [states[u].to_bytes() if states[u].n_total else b"" for u in users]
+
+    def compiled() -> None:
+        cols = columns_of(events)
+        fold_user_batch(encoded, user_events(cols, np.fromiter((index[t.user_id] for t in events), np.int64)), cfg)
+
+    compiled()  # compiled (or loaded from numba's cache) once
+    ref_s, fast_s = _best_of(reference, 5), _best_of(compiled, 10)
+    return {"batch": len(events), "reference_us_per_event": round(ref_s / len(events) * 1e6, 2),
+            "compiled_us_per_event": round(fast_s / len(events) * 1e6, 2), "speedup": round(ref_s / fast_s, 1),
+            "core_us_per_event": _core_cost(frame, batch)}
+
+
+def _core_cost(frame: pd.DataFrame, batch: int) -> float:
+    """StreamProcessor.process per event (decode, state, fold, score, outputs) on the in-memory store."""
+    import tempfile
+    import zlib
+
+    from bankbus.encode import transaction_values
+    from fraudstream.clock import ManualClock
+    from fraudstream.contracts import SCHEMA_VERSION, SCHEMA_VERSION_HEADER
+    from fraudstream.settings import build_settings
+    from models.registry import ModelRegistry
+    from state.store import InMemoryFeatureStore
+    from streamer.core import RawRecord, StreamProcessor
+    from streamer.scoring import ModelHolder
+    from tests.streamer_support import publish_tiny_model
+
+    with tempfile.TemporaryDirectory() as root:
+        publish_tiny_model(Path(root))
+        model = ModelRegistry(Path(root)).load()
+    values = transaction_values(frame.iloc[: 6 * batch])
+    users = frame["user_id"].astype(str).tolist()
+    offsets: dict[int, int] = {}
+    records = []
+    for user, value in zip(users, values, strict=False):
+        p = zlib.crc32(user.encode()) % 6
+        offsets[p] = offsets.get(p, -1) + 1
+        records.append(RawRecord("transactions", p, offsets[p], user.encode(), value,
+                                 [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode())]))
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    processor = StreamProcessor(build_settings({"streamer": {"scorer": "stack"}}, environ={}), InMemoryFeatureStore(),
+                                ModelHolder.fixed(model), ManualClock(now))
+    processor.process(records[:batch])
+    t0 = time.process_time()
+    for lo in range(batch, len(records), batch):
+        processor.process(records[lo : lo + batch])
+    return round((time.process_time() - t0) / (len(records) - batch) * 1e6, 1)
