@@ -12,7 +12,9 @@ COPY bankbus bankbus
 COPY backtest backtest
 COPY bench bench
 COPY deploy deploy
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraud
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraud \
+    && NUMBA_CACHE_DIR=/app/.numba python -m features.jit && chmod -R a+rX /app/.numba
+ENV NUMBA_CACHE_DIR=/app/.numba
 USER fraud
 ENTRYPOINT []
 CMD ["fraudstream", "--help"]

@@ -17,3 +17,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 def kernel(fn: F) -> F:
     """Compile `fn` in nopython mode (no Python objects, no GIL)."""
     return cast(F, numba.njit(cache=True, nogil=True)(fn))
+
+
+def warm() -> float:
+    """Compile every feature kernel now (or load it from numba's cache); returns the seconds it took.
+
+    Run by the setup script, so a worker's first batch never waits for the compiler.
+    """
+    import time
+
+    import numpy as np
+
+    from features.config import FeatureConfig
+    from features.merchant_fold import fold_merchant_batch
+    from features.user_fold import UserEvents, fold_user_batch
+
+    started = time.perf_counter()
+    one = np.ones(1, dtype=np.int64)
+    events = UserEvents(one * 0, one * 1_700_000_000, one * 100, np.ones(1), one, -one, -one, one, one,
+                        np.ones(1, dtype=bool))  # fmt: skip
+    folded = fold_user_batch([b""], events, FeatureConfig())
+    fold_merchant_batch([[b""]], [[b""]], one * 0, one * 0, events.ts, folded.late, FeatureConfig())
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    print(f"feature kernels ready in {warm():.1f} s")

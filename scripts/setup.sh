@@ -40,4 +40,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+.venv/bin/python -m features.jit  # compiles the feature kernels once (numba's cache), so no worker waits for it
 echo "setup: ready ($(.venv/bin/python --version), redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), $(java -version 2>&1 | head -1))"
