@@ -1,4 +1,5 @@
-"""End-to-end: the passthrough ceiling, then each engine as a subprocess on a backlog (max) and at paced rates.
+"""End-to-end: the passthrough ceiling, then each engine as a subprocess on a backlog (max) and at paced rates
+(the kafka engine twice: exactly once, then at least once, as `kafka (at least once)`).
 
 Every run has its own topics, consumer group and Redis namespace (removed at the end); the transactions backlog
 is published once and read by the passthrough and by both engines' max runs.
@@ -39,7 +40,7 @@ class E2EContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     used: list[Settings] = field(default_factory=list)
 
-    def isolated(self, tag: str, transactions: str | None = None) -> Settings:
+    def isolated(self, tag: str, transactions: str | None = None, guarantee: str | None = None) -> Settings:
         name = f"bench-{self.run_id}-{tag}"
         topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
         if transactions is not None:
@@ -47,7 +48,8 @@ class E2EContext:
         settings = self.base.with_overrides(
             topics=topics,
             redis={"namespace": f"b{self.run_id}{tag}"[:32].replace("%", "")},
-            streamer={"consumer_group": name, "transactional_id": name, "web_port": free_port(), "metrics_port": 0},
+            streamer={"consumer_group": name, "transactional_id": name, "web_port": free_port(), "metrics_port": 0,
+                      **({"processing_guarantee": guarantee} if guarantee else {})},
         )
         ensure_topics(settings)
         self.used.append(settings)
@@ -149,9 +151,13 @@ class Neighbours:
                 "loadgen_cpu_percent": self.bench.cpu_percent(start, end)}
 
 
-def run_max(ctx: E2EContext, engine: str, source: str, count: int) -> dict[str, Any]:
+def _name(engine: str, guarantee: str | None) -> str:
+    return engine if guarantee is None else f"{engine} ({guarantee.replace('_', ' ')})"
+
+
+def run_max(ctx: E2EContext, engine: str, source: str, count: int, guarantee: str | None = None) -> dict[str, Any]:
     """The engine drains a backlog of `count` events: sustained events/s, CPU, peak RSS, Redis per user."""
-    settings = ctx.isolated(f"{engine[0]}max", transactions=source)
+    settings = ctx.isolated(f"{engine[0]}{'a' if guarantee else ''}max", transactions=source, guarantee=guarantee)
     neighbours = Neighbours(settings)
     collector = ScoreCollector(settings).start()
     worker = EngineProcess(settings, engine, ctx.workdir / f"{engine}-max.log").start()
@@ -165,16 +171,17 @@ def run_max(ctx: E2EContext, engine: str, source: str, count: int) -> dict[str, 
     assert worker.monitor is not None
     first, last = _monotonic_of(min(times)), _monotonic_of(max(times))
     return {
-        "engine": engine, "mode": "max", "events": len(times), "duplicates": collector.duplicates,
+        "engine": _name(engine, guarantee), "mode": "max", "events": len(times), "duplicates": collector.duplicates,
         "events_per_s": sustained_rate(times), "wall_incl_startup_s": round(time.monotonic() - started, 1),
         "cpu_percent": worker.monitor.cpu_percent(first, last), "peak_rss_mib": worker.monitor.peak_rss_mib,
         **neighbours.stop(first, last), "redis": redis_memory(settings), "engine_summary": summary,
     }
 
 
-def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: str) -> dict[str, Any]:
+def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: str,
+              guarantee: str | None = None) -> dict[str, Any]:
     """Worker up and warm, then `rate` events/s for `seconds`: publish-to-score latency percentiles."""
-    settings = ctx.isolated(f"{engine[0]}{label}")
+    settings = ctx.isolated(f"{engine[0]}{'a' if guarantee else ''}{label}", guarantee=guarantee)
     count = min(int(rate * seconds), len(ctx.frame) - WARMUP_EVENTS)
     neighbours = Neighbours(settings)
     collector = ScoreCollector(settings).start()
@@ -192,7 +199,7 @@ def run_paced(ctx: E2EContext, engine: str, rate: float, seconds: float, label: 
     latencies = [collector.times_ms[t] - ms for t, ms in published.items()]
     assert worker.monitor is not None
     return {
-        "engine": engine, "mode": label, "target_rate": round(rate, 1), "events": count,
+        "engine": _name(engine, guarantee), "mode": label, "target_rate": round(rate, 1), "events": count,
         "published_per_s": round(report.per_second, 1), "duplicates": collector.duplicates,
         **percentiles(latencies), "cpu_percent": worker.monitor.cpu_percent(began, ended),
         "peak_rss_mib": worker.monitor.peak_rss_mib, **neighbours.stop(began, ended), "engine_summary": summary,
@@ -214,14 +221,17 @@ def run_e2e(ctx: E2EContext, engines: list[str], events: int, fractions: list[fl
         say(f"passthrough {mode}: {result['records_per_s']:,.0f} records/s")
     ceiling = out["passthrough_plain"]["records_per_s"]
     transactional = out["passthrough_transactional"]["records_per_s"]
-    for engine in engines:
-        best = run_max(ctx, engine, source, events)
+    variants = [(e, g) for e in engines for g in ((None, "at_least_once") if e == "kafka" else (None,))]
+    for engine, guarantee in variants:
+        name = _name(engine, guarantee)
+        best = run_max(ctx, engine, source, events, guarantee)
         best["ratio_to_passthrough"] = round(best["events_per_s"] / ceiling, 3) if ceiling else None
         best["ratio_to_transactional_passthrough"] = round(best["events_per_s"] / transactional, 3)
         out["runs"].append(best)
-        say(f"{engine} max: {best['events_per_s']:,.0f} events/s ({best['ratio_to_passthrough']:.1%} of passthrough)")
+        say(f"{name} max: {best['events_per_s']:,.0f} events/s ({best['ratio_to_passthrough']:.1%} of passthrough)")
         for fraction in fractions:
-            run = run_paced(ctx, engine, fraction * best["events_per_s"], paced_s, f"{round(fraction * 100)}pct")
+            run = run_paced(ctx, engine, fraction * best["events_per_s"], paced_s, f"{round(fraction * 100)}pct",
+                            guarantee)
             out["runs"].append(run)
-            say(f"{engine} at {fraction:.0%}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms")
+            say(f"{name} at {fraction:.0%}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms")
     return out

@@ -1,5 +1,5 @@
 """Commit intervals of the kafka engine on the real broker and redis-server: one transaction over many batches, an
-abort mid-interval replayed from the output cache, and the at-least-once mode."""
+abort and a SIGKILL mid-interval replayed from the output cache, and the at-least-once mode."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from fraudstream.contracts import Transaction
 from fraudstream.settings import Settings
+from tests.fault_support import assert_same_outputs, committed_count, reference_run, start_kafka_worker, traffic
+from tests.integration.test_streamer_crash import _finish
 from tests.streamer_kafka_support import EngineThread, isolated_settings, publish, read_all, wait_until
 from tests.streamer_support import publish_tiny_model, simulated_transactions
 
@@ -153,3 +155,27 @@ def test_at_least_once_delivers_every_score_and_commits_offsets_after_delivery(
     ends = {tp: off for tp, off in sorted(p for c in checked[0].commits for p in c)}
     published = Counter(m.partition() for m in read_all(settings, settings.topics.transactions))
     assert ends == dict(published), "the last committed offsets are the ends of the transactions topic"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_interval_replays_every_batch_of_it_into_identical_outputs(
+    stack_settings: Settings, unique_name: str, tmp_path: Path
+) -> None:
+    txns = traffic(customers=1500, seed=34)
+    publish_tiny_model(tmp_path)
+    reference = reference_run(stack_settings, unique_name, tmp_path, txns)
+    interval = {"poll_batch_size": 100, "micro_batch_max_wait_ms": 0, "commit_interval_ms": 2000}
+    settings = isolated_settings(stack_settings, f"{unique_name}-kill", tmp_path, **interval)
+    publish(settings, txns)
+    victim = start_kafka_worker(settings, "victim", idle_exit_s=8.0)
+    try:
+        # right after the first commit: the next interval has many batches in Redis and none in Kafka
+        wait_until(lambda: committed_count(settings, settings.topics.scores) > 0, 180, "a first interval committed",
+                   every_s=0.2)
+    finally:
+        victim.kill()
+        victim.communicate()
+    assert committed_count(settings, settings.topics.scores) < len(txns), "the run ended before the kill"
+    restarted = _finish(start_kafka_worker(settings, "victim", idle_exit_s=8.0), timeout_s=900)
+    assert restarted["replayed"] >= 3 * interval["poll_batch_size"], f"replayed {restarted['replayed']}"
+    assert_same_outputs(settings, reference, len(txns))
