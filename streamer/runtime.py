@@ -5,15 +5,19 @@ from __future__ import annotations
 import gc
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from features.jit import warm as warm_kernels
 from fraudstream.clock import Clock, SystemClock
 from fraudstream.settings import Settings
 from state.store import FeatureStore
 from streamer.core import StreamProcessor
 from streamer.metrics import StreamMetrics
 from streamer.scoring import ModelHolder
+
+log = logging.getLogger(__name__)
 
 
 def user_key_for(settings: Settings) -> Callable[[str], str] | None:
@@ -92,6 +96,7 @@ def build_runtime(
     store = store or build_store(settings)
     holder = build_holder(settings, metrics)
     processor = StreamProcessor(settings, store, holder, clock or SystemClock(), metrics)
+    log.info("feature kernels ready in %.1f s", warm_kernels())  # loaded now, so the first batch does not wait
     settle_heap()
     return Runtime(processor, holder, metrics, store)
 
