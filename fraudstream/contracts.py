@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -17,9 +18,13 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -41,7 +46,47 @@ CONTEXT_MAX_FUTURE_SKEW_S = "max_future_skew_s"
 
 _ALERT_NAMESPACE = uuid.UUID("6f1d3c2e-5b7a-4e0b-9a51-6a2f8f3e9c10")
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+#: Identifiers (transaction_id, user_id, merchant_id, device_id) and merchant_category: printable characters only,
+#: that is Unicode letters (L), marks (M), numbers (N), punctuation (P) and symbols (S), with single or repeated
+#: spaces (U+0020) allowed inside but never at either end. So no control (Cc: NUL, DEL, NEL, escapes), format (Cf:
+#: bidi overrides, zero-width characters, BOM), separator other than an inner space (tabs, U+2028), private-use or
+#: unassigned character is accepted, and nothing is stripped: a value is kept exactly as sent, or rejected.
+_PRINTABLE = r"\p{L}\p{M}\p{N}\p{P}\p{S}"
+IDENTIFIER_PATTERN = rf"^[{_PRINTABLE}](?:[{_PRINTABLE} ]*[{_PRINTABLE}])?$"
+TEXT_PATTERN = IDENTIFIER_PATTERN
+#: Timestamps on the wire: RFC 3339 with an uppercase T, seconds, 0-6 fraction digits and Z or +hh:mm/-hh:mm.
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)]
+ShortText = Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=128, pattern=TEXT_PATTERN)]
+#: A number in strict mode: a JSON number (an integer is fine), never a bool or a string.
+Number = Annotated[float, Strict()]
+
+
+def _strict_timestamp(value: Any) -> Any:
+    """Only an aware datetime (Python) or an RFC 3339 string (TIMESTAMP_PATTERN); no epoch numbers, no lax forms."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"timestamp {value[:40]!r} is not a valid date and time ({exc})") from None
+    raise ValueError(
+        f"timestamp must be an RFC 3339 string such as 2024-03-01T12:00:00.123456Z (uppercase T, "
+        f"a timezone Z or +hh:mm, at most 6 fraction digits), not {str(value)[:40]!r}"
+    )
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_strict_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
 
 
 class Channel(StrEnum):
@@ -61,7 +106,7 @@ class LabelSource(StrEnum):
 
 
 class _Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -73,16 +118,16 @@ class Transaction(_Contract):
 
     transaction_id: Identifier
     user_id: Identifier = Field(description="Card or customer id; the Kafka key.")
-    timestamp: AwareDatetime = Field(description="Event time, aware; normalised to UTC.")
-    amount: float = Field(ge=0.0, le=MAX_AMOUNT, description="Finite, non-negative, bounded.")
+    timestamp: Timestamp = Field(description="Event time, RFC 3339 with an offset or Z; normalised to UTC.")
+    amount: Number = Field(ge=0.0, le=MAX_AMOUNT, description="Finite, non-negative, bounded.")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     merchant_id: Identifier = Field(description="Merchant or terminal id.")
-    merchant_category: str | None = Field(default=None, max_length=64)
+    merchant_category: ShortText | None = None
     channel: Channel | None = None
-    latitude: float | None = Field(default=None, ge=-90.0, le=90.0)
-    longitude: float | None = Field(default=None, ge=-180.0, le=180.0)
+    latitude: Number | None = Field(default=None, ge=-90.0, le=90.0)
+    longitude: Number | None = Field(default=None, ge=-180.0, le=180.0)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    device_id: str | None = Field(default=None, min_length=1, max_length=128)
+    device_id: Text | None = None
 
     @field_validator("amount")
     @classmethod
@@ -121,11 +166,11 @@ class Label(_Contract):
 
     transaction_id: Identifier
     user_id: Identifier
-    is_fraud: bool
+    is_fraud: StrictBool
     source: LabelSource
-    labelled_at: AwareDatetime
+    labelled_at: Timestamp
     merchant_id: Identifier | None = None
-    transaction_timestamp: AwareDatetime | None = None
+    transaction_timestamp: Timestamp | None = None
 
     @field_validator("labelled_at", "transaction_timestamp")
     @classmethod

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from fraudstream.clock import Clock
-from fraudstream.contracts import Alert, Label, Transaction
+from fraudstream.contracts import CONTEXT_MAX_FUTURE_SKEW_S, CONTEXT_NOW, Alert, Label, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRecord
 from streamer.outputs import OutputMessage, contract_headers, decode_messages, encode_messages, score_json
 from streamer.reasons import explain
-from streamer.validation import DecodeFailure, dead_letter, decode_label, decode_transaction
+from streamer.validation import DecodeFailure, dead_letter, decode_records
 
 if TYPE_CHECKING:
     from streamer.metrics import StreamMetrics
@@ -34,6 +34,7 @@ LATE_REASON_HEADER = "late-reason"
 SCORE_DECIMALS = 9
 _ALERT_HEADERS = contract_headers("alert")
 _SCORE_HEADERS = contract_headers("score")
+_PENDING = DecodeFailure("Pending", "not decoded yet")  # every pending slot is filled by _decode
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,11 @@ class StreamProcessor:
         txn_index: list[int] = []
         sources: list[SourceRecord] = []
         labels: list[LabelRecord] = []
+        decoded = self._decode(records, now)
         for i, record in enumerate(records):
             tp = (record.topic, record.partition)
             next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
-            parsed = self._decode(record, now)
+            parsed = decoded[i]
             if isinstance(parsed, DecodeFailure):
                 per_record[i].append(dead_letter(record, parsed, now, self.topics.dlq))
                 counts.dlq += 1
@@ -156,12 +158,20 @@ class StreamProcessor:
             self.metrics.observe_batch(result)
         return result
 
-    def _decode(self, record: RawRecord, now: Any) -> Transaction | Label | DecodeFailure:
-        if record.topic == self.topics.transactions:
-            return decode_transaction(record.value, now, self.cfg.max_future_skew_s)
-        if record.topic == self.topics.labels:
-            return decode_label(record.value)
-        return DecodeFailure("UnexpectedTopic", f"topic {record.topic} is neither transactions nor labels")
+    def _decode(self, records: Sequence[RawRecord], now: Any) -> list[Transaction | Label | DecodeFailure]:
+        """Every record decoded and checked (headers, strict contract per batch, duplicate keys, key == user_id)."""
+        out: list[Transaction | Label | DecodeFailure] = [
+            DecodeFailure("UnexpectedTopic", f"topic {r.topic} is neither transactions nor labels")
+            if r.topic not in (self.topics.transactions, self.topics.labels) else _PENDING for r in records
+        ]
+        context = {CONTEXT_NOW: now, CONTEXT_MAX_FUTURE_SKEW_S: self.cfg.max_future_skew_s}
+        txns = [i for i, r in enumerate(records) if r.topic == self.topics.transactions]
+        for i, txn in zip(txns, decode_records(Transaction, [records[i] for i in txns], context), strict=True):
+            out[i] = txn
+        labels = [i for i, r in enumerate(records) if r.topic == self.topics.labels]
+        for i, label in zip(labels, decode_records(Label, [records[i] for i in labels], None, False), strict=True):
+            out[i] = label
+        return out
 
     def _transactions(
         self,

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from fraudstream.contracts import CONTEXT_MAX_FUTURE_SKEW_S, CONTEXT_NOW, DeadLetter, Label, Transaction
+from fraudstream.contracts import (
+    CONTEXT_MAX_FUTURE_SKEW_S,
+    CONTEXT_NOW,
+    RECORD_TYPE_HEADER,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_HEADER,
+    DeadLetter,
+    Label,
+    Transaction,
+)
 from streamer.outputs import OutputMessage, contract_headers
 
 if TYPE_CHECKING:
@@ -20,6 +32,34 @@ if TYPE_CHECKING:
 MAX_DLQ_ORIGINAL_BYTES = 256 * 1024
 
 
+#: Every error class a dead letter can carry, and its short reason code (the `error-reason` DLQ header).
+ERROR_REASONS: dict[str, str] = {
+    "EmptyRecord": "empty-record",
+    "InvalidUtf8": "invalid-utf8",
+    "InvalidJson": "invalid-json",
+    "SchemaViolation": "schema-violation",
+    "DuplicateKey": "duplicate-key",
+    "InvalidHeader": "invalid-header",
+    "KeyMismatch": "key-mismatch",
+    "UnexpectedTopic": "unexpected-topic",
+}
+#: DLQ headers, the Kafka Connect way (`__connect.errors.*`), under names of our own.
+DLQ_ERROR_CLASS_HEADER = "error-class"
+DLQ_ERROR_REASON_HEADER = "error-reason"
+DLQ_ERROR_MESSAGE_HEADER = "error-message"
+DLQ_ERROR_TOPIC_HEADER = "error-topic"
+DLQ_ERROR_PARTITION_HEADER = "error-partition"
+DLQ_ERROR_OFFSET_HEADER = "error-offset"
+#: The error message header is cut to this many bytes (the whole message is in the DeadLetter body).
+MAX_DLQ_MESSAGE_HEADER_BYTES = 1000
+
+_SCHEMA_VERSION = SCHEMA_VERSION.encode()
+#: The closing quote of an object key: `"` then optional JSON whitespace then `:`. In JSON without a backslash,
+#: no string holds a `"`, and a string value is never followed by `:`, so this counts exactly the keys.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+_JSON_SPACE = b" \t\r\n"
+
+
 @dataclass(frozen=True)
 class DecodeFailure:
     """Why a record cannot be processed: an error class name and one readable line."""
@@ -27,49 +67,211 @@ class DecodeFailure:
     error_class: str
     message: str
 
+    @property
+    def reason(self) -> str:
+        return ERROR_REASONS.get(self.error_class, "other")
 
-def _text(value: bytes | None) -> str | DecodeFailure:
+
+class _Source(Protocol):
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]: ...
+
+
+def _text(value: bytes | None) -> DecodeFailure | None:
     if value is None or not value.strip():
         return DecodeFailure("EmptyRecord", "the record value is empty")
     try:
-        return value.decode("utf-8")
+        value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return DecodeFailure("InvalidUtf8", f"the record value is not UTF-8 (byte {exc.start}: {exc.reason})")
+    return None
 
 
 def _describe(exc: ValidationError) -> DecodeFailure:
+    errors = exc.errors(include_url=False)
     parts = []
-    for error in exc.errors(include_url=False)[:3]:
+    for error in errors[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "record"
         parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-    more = exc.error_count() - len(parts)
+    more = len(errors) - len(parts)
     if more > 0:
         parts.append(f"and {more} more")
-    kinds = {error["type"] for error in exc.errors(include_url=False)}
+    kinds = {error["type"] for error in errors}
     error_class = "InvalidJson" if kinds & {"json_invalid", "json_type"} else "SchemaViolation"
     return DecodeFailure(error_class, "; ".join(parts))
 
 
-def decode_transaction(value: bytes | None, now: datetime, max_future_skew_s: float) -> Transaction | DecodeFailure:
-    """A validated Transaction, or why not (future skew checked against the injected clock's now)."""
-    text = _text(value)
-    if isinstance(text, DecodeFailure):
-        return text
-    context = {CONTEXT_NOW: now, CONTEXT_MAX_FUTURE_SKEW_S: max_future_skew_s}
+def _shown(raw: bytes | None) -> str:
+    return "null" if raw is None else repr(raw[:40].decode("utf-8", errors="backslashreplace"))
+
+
+def check_headers(headers: list[tuple[str, bytes | None]], record_type: str) -> DecodeFailure | None:
+    """`schema-version`, when present, must be SCHEMA_VERSION (absent: taken as the current version; fraudstream's
+    own producers always send it); `record-type`, when present, must be the topic's type."""
+    for name, raw in headers:
+        if name == SCHEMA_VERSION_HEADER and raw != _SCHEMA_VERSION:
+            return DecodeFailure("InvalidHeader", f"header {name} is {_shown(raw)}; expected '{SCHEMA_VERSION}'")
+        if name == RECORD_TYPE_HEADER and raw != record_type.encode():
+            return DecodeFailure("InvalidHeader", f"header {name} is {_shown(raw)} on a topic of {record_type!r}")
+    return None
+
+
+def check_key(key: bytes | None, user_id: str) -> DecodeFailure | None:
+    """The Kafka key must be the record's user_id in UTF-8 (one user's events on one partition, one state)."""
+    if key == user_id.encode():
+        return None
+    if key is None:
+        return DecodeFailure("KeyMismatch", f"key-mismatch: the record has no key; it must be its user_id {user_id!r}")
+    return DecodeFailure("KeyMismatch", f"key-mismatch: key {_shown(key)} is not the record's user_id {user_id!r}")
+
+
+def duplicate_key(value: bytes) -> str | None:
+    """The first key repeated in an object of this JSON document (exact, slow: only called when a scan suspects)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in items]
+        if len(set(names)) != len(names):
+            seen: set[str] = set()
+            found.extend(name for name in names if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+        return dict(items)
+
     try:
-        return Transaction.model_validate_json(text, context=context)
+        json.loads(value, object_pairs_hook=pairs)
+    except ValueError:
+        return None
+    return found[0] if found else None
+
+
+def _duplicate_failure(value: bytes, keys: int) -> DecodeFailure | None:
+    """A cheap scan (keys counted in the raw bytes against the fields pydantic set), the exact check only if the scan
+    cannot tell (a backslash) or suspects a repeated key."""
+    if b"\\" not in value and len(_KEY_END.findall(value)) == keys:
+        return None
+    name = duplicate_key(value)
+    return None if name is None else DecodeFailure("DuplicateKey", f"{name}: the key appears more than once")
+
+
+Contract = TypeVar("Contract", Transaction, Label)
+
+
+def _decode_one(
+    contract: type[Contract], value: bytes | None, context: dict[str, Any] | None
+) -> Contract | DecodeFailure:
+    failure = _text(value)
+    if failure is not None:
+        return failure
+    assert value is not None
+    try:
+        parsed = contract.model_validate_json(value, context=context)
     except ValidationError as exc:
         return _describe(exc)
+    duplicate = _duplicate_failure(value, len(parsed.model_fields_set))
+    return parsed if duplicate is None else duplicate
+
+
+def decode_transaction(value: bytes | None, now: datetime, max_future_skew_s: float) -> Transaction | DecodeFailure:
+    """A validated Transaction, or why not (future skew checked against the injected clock's now)."""
+    return _decode_one(Transaction, value, {CONTEXT_NOW: now, CONTEXT_MAX_FUTURE_SKEW_S: max_future_skew_s})
 
 
 def decode_label(value: bytes | None) -> Label | DecodeFailure:
-    text = _text(value)
-    if isinstance(text, DecodeFailure):
-        return text
+    return _decode_one(Label, value, None)
+
+
+_ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {
+    Transaction: TypeAdapter(list[Transaction]),
+    Label: TypeAdapter(list[Label]),
+}
+
+
+def _validate_batch(
+    contract: type[Contract], values: list[bytes], context: dict[str, Any] | None
+) -> list[Contract | DecodeFailure]:
+    """One pydantic call over the values joined into one JSON array (`,` and a newline between them); if any item
+    fails, those records are decoded alone (for their reason) and the rest validated again as one array; broken
+    JSON anywhere: every record alone.
+
+    Why item i is exactly record i: every value starts with `{`; a raw newline cannot sit inside a JSON string, so no
+    string spans two values; every item validated, so no item holds a nested object, so every `{` outside a string
+    starts an item; with as many items as values, each value starts exactly one, and what follows an item's `}` in
+    its value can only be whitespace. So each value alone is the same valid object."""
+    if len(values) == 1:
+        return [_decode_one(contract, values[0], context)]
     try:
-        return Label.model_validate_json(text)
+        parsed: list[Contract] = _ADAPTERS[contract].validate_json(b"[" + b",\n".join(values) + b"]", context=context)
     except ValidationError as exc:
-        return _describe(exc)
+        errors = exc.errors(include_url=False)
+        bad = {e["loc"][0] for e in errors if e["loc"]}
+        if any(not e["loc"] for e in errors) or not bad <= set(range(len(values))):  # (no str loc in a list)
+            return [_decode_one(contract, value, context) for value in values]
+        out: dict[int, Contract | DecodeFailure] = {
+            int(i): _decode_one(contract, values[int(i)], context) for i in bad
+        }
+        rest = [i for i in range(len(values)) if i not in bad]
+        if rest:
+            out.update(zip(rest, _validate_batch(contract, [values[i] for i in rest], context), strict=True))
+        return [out[i] for i in range(len(values))]
+    if len(parsed) != len(values):
+        return [_decode_one(contract, value, context) for value in values]
+    keys = [len(item.model_fields_set) for item in parsed]
+    joined = b",".join(values)
+    if b"\\" not in joined and len(_KEY_END.findall(joined)) == sum(keys):
+        return list(parsed)
+    return [item if (dup := _duplicate_failure(v, n)) is None else dup
+            for v, item, n in zip(values, parsed, keys, strict=True)]
+
+
+def decode_records(
+    contract: type[Contract],
+    records: Sequence[_Source],
+    context: dict[str, Any] | None,
+    check_keys: bool = True,
+) -> list[Contract | DecodeFailure]:
+    """Every record of one topic decoded and checked: headers, UTF-8, the strict contract validated per batch,
+    duplicate JSON keys, and (check_keys) the Kafka key equal to user_id. Never raises for a bad record."""
+    record_type = "transaction" if contract is Transaction else "label"
+    out: list[Contract | DecodeFailure] = []
+    pending: list[int] = []
+    for i, record in enumerate(records):
+        failure = check_headers(record.headers, record_type) or _text(record.value)
+        out.append(failure or DecodeFailure("", ""))
+        if failure is None:
+            pending.append(i)
+    if pending:
+        framed = [i for i in pending if (records[i].value or b"").lstrip(_JSON_SPACE)[:1] == b"{"]
+        framed_set = set(framed)
+        for i in pending:
+            if i not in framed_set:
+                out[i] = _decode_one(contract, records[i].value, context)  # not an object: rejected, with its reason
+        values = [records[i].value or b"" for i in framed]
+        for i, item in zip(framed, _validate_batch(contract, values, context), strict=True):
+            if check_keys and not isinstance(item, DecodeFailure):
+                mismatch = check_key(records[i].key, item.user_id)
+                out[i] = item if mismatch is None else mismatch
+            else:
+                out[i] = item
+    return out
+
+
+def dlq_headers(record: RawRecord, failure: DecodeFailure) -> list[tuple[str, bytes]]:
+    """The contract headers, the error class, reason and message (its first MAX_DLQ_MESSAGE_HEADER_BYTES), and the
+    record's position."""
+    return [
+        *contract_headers("dead_letter"),
+        (DLQ_ERROR_CLASS_HEADER, failure.error_class.encode()),
+        (DLQ_ERROR_REASON_HEADER, failure.reason.encode()),
+        (DLQ_ERROR_MESSAGE_HEADER, failure.message.encode()[:MAX_DLQ_MESSAGE_HEADER_BYTES]),
+        (DLQ_ERROR_TOPIC_HEADER, record.topic.encode()),
+        (DLQ_ERROR_PARTITION_HEADER, str(record.partition).encode()),
+        (DLQ_ERROR_OFFSET_HEADER, str(record.offset).encode()),
+    ]
 
 
 def dead_letter(record: RawRecord, failure: DecodeFailure, now: datetime, dlq_topic: str) -> OutputMessage:
@@ -95,4 +297,5 @@ def dead_letter(record: RawRecord, failure: DecodeFailure, now: datetime, dlq_to
         seen_at=now,
     )
     value = letter.model_dump_json().encode()
-    return OutputMessage(dlq_topic, record.key or b"", value, contract_headers("dead_letter"))
+    headers = dlq_headers(record, DecodeFailure(failure.error_class, message))
+    return OutputMessage(dlq_topic, record.key or b"", value, headers)

@@ -1,6 +1,10 @@
-"""A deterministic corpus of malformed transaction records (value bytes, key), each of which must be dead-lettered:
-broken JSON, wrong types, missing fields, NaN/Infinity/negative/huge amounts, years 1 and 9999, megabyte payloads,
-invalid UTF-8, empty and missing keys, non-object JSON, unknown fields."""
+"""A deterministic corpus of malformed transaction records (value bytes, key, headers), each of which must be
+dead-lettered: broken JSON, wrong types, missing fields, NaN/Infinity/negative/huge amounts, years 1 and 9999, megabyte
+payloads, invalid UTF-8, empty and missing keys, non-object JSON, unknown fields; and the strict contract's classes
+(issue 13): duplicate JSON keys (plain, escaped, spaced), lax coercion (booleans and strings as numbers, epoch and lax
+timestamps, nanoseconds), control/format/bidi/zero-width characters and surrounding spaces in identifiers and text,
+a Kafka key that is not the user_id, bad `schema-version` / `record-type` headers, and values that are not exactly
+one object (two objects, an array of one, trailing garbage) so that the per-batch decoder cannot be fooled."""
 
 from __future__ import annotations
 
@@ -28,11 +32,34 @@ BAD_TIMESTAMPS = (
 MEGABYTE = 900_000  # under the broker's 1 MB record limit, so the record itself can be published
 
 
+#: Characters no identifier or text field may hold (controls, DEL, NEL, bidi, zero-width, BOM, line separators).
+BAD_CHARACTERS = ("\x00", "\x1b", "\t", "\n", "\x7f", "\x85", "\u202e", "\u202a", "\u2066", "\u200b",
+                  "\u200d", "\u2060", "\ufeff", "\u2028", "\u00ad", "\ue000")
+#: Numbers pydantic's lax mode would coerce.
+LAX_NUMBERS: tuple[Any, ...] = (True, False, "12.5", " 12.5 ", "1_000", "1e3", "0", "  7")
+#: Timestamps in forms the strict contract refuses (epoch numbers, digit strings, lowercase, nanoseconds, ...).
+LAX_TIMESTAMPS: tuple[Any, ...] = (
+    1704067200, 1704067200000, 1704067200.5, "1704067200", "1704067200000", "2024-01-01t00:00:00Z",
+    "2024-01-01T00:00:00z", "2024-01-01t00:00:00z", "2024-01-01 00:00:00Z", "2024-01-01T00:00:00.1234567Z",
+    "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00Z", "2024-01-01T00:00:00+0100", "2024-01-01T00:00:00,5Z",
+    "2024-01-01T00:00:00Z ", " 2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z\n", "20240101T000000Z",
+    "2024-001T00:00:00Z", "2024-01-01T00:00:00.Z", "2024-01-01T00:00:00+01", True,
+)
+BAD_HEADERS: tuple[tuple[tuple[str, bytes | None], ...], ...] = (
+    (("schema-version", b"999"),), (("schema-version", b"\xff\xfe"),), (("schema-version", None),),
+    (("schema-version", b""),), (("schema-version", b"1 "),),
+    (("schema-version", b"2"), ("record-type", b"transaction")),
+    (("schema-version", b"1"), ("record-type", b"label")), (("record-type", b"score"),), (("record-type", None),),
+    (("record-type", b"\xc3\x28"),), (("schema-version", b"1"), ("schema-version", b"999")),
+)
+
+
 @dataclass(frozen=True)
 class BadRecord:
     kind: str
     value: bytes | None
     key: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def _dump(data: Any) -> bytes:
@@ -44,7 +71,68 @@ def _with_amount_token(base: dict[str, Any], token: str) -> bytes:
     return _dump({**base, "amount": marker}).replace(str(marker).encode(), token.encode())
 
 
-def corpus(good: list[Transaction], size: int = 1200, seed: int = 5) -> list[BadRecord]:
+def _dump_exact(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+
+
+def _strict_families(family: int, i: int, txn: Transaction, base: dict[str, Any], raw: bytes,
+                     rng: random.Random) -> BadRecord:
+    key = txn.user_id.encode()
+    if family == 12:  # duplicate keys, both values valid alone: plain, spaced, escaped, first or last
+        name = rng.choice(["amount", "user_id", "transaction_id", "merchant_id", "timestamp", "currency"])
+        other = {"amount": 9999999, "user_id": txn.user_id + "x", "transaction_id": txn.transaction_id + "x",
+                 "merchant_id": "M-other", "timestamp": "2024-01-02T00:00:00Z", "currency": "USD"}[name]
+        written = rng.choice([f'"{name}"', f'"{name}" ', "".join(f"\\u{ord(c):04x}" for c in name),
+                              '"' + name.replace("_", "\\u005f").replace("a", "\\u0061") + '"'])
+        if not written.startswith('"'):
+            written = f'"{written}"'
+        extra = f"{written}:{json.dumps(other)}".encode()
+        value = (b"{" + extra + b"," + raw[1:]) if rng.random() < 0.5 else (raw[:-1] + b"," + extra + b"}")
+        return BadRecord(f"duplicate key {name}", value, key)
+    if family == 13:  # lax numbers
+        name = rng.choice(["amount", "amount", "latitude", "longitude"])
+        changed = {**base, "latitude": 1.0, "longitude": 1.0, name: rng.choice(LAX_NUMBERS)}
+        return BadRecord(f"lax number {name}", _dump_exact(changed), key)
+    if family == 14:  # lax timestamps
+        return BadRecord("lax timestamp", _dump_exact({**base, "timestamp": rng.choice(LAX_TIMESTAMPS)}), key)
+    if family in (15, 16, 17):  # bad characters or surrounding whitespace, in identifiers or text
+        name = rng.choice(["transaction_id", "user_id", "merchant_id", "device_id", "merchant_category"])
+        current = str(base.get(name) or "x1")
+        if family == 16:
+            bad = rng.choice([" " + current, current + " ", "\t" + current, current + "\n", "\u00a0" + current,
+                              current + "\u3000", "  "])
+            kind = f"surrounding space {name}"
+        else:
+            char = BAD_CHARACTERS[(i // 24) % len(BAD_CHARACTERS)]
+            bad = rng.choice([current[:1] + char + current[1:], char + current, current + char, char])
+            kind = f"bad character {name} U+{ord(char):04X}"
+        changed = {**base, name: bad}
+        return BadRecord(kind, _dump_exact(changed), bad.encode("utf-8") if name == "user_id" else key)
+    if family == 18:  # the Kafka key is not the user_id
+        wrong = rng.choice([None, b"", key + b" ", b" " + key, key.lower() if key.lower() != key else key + b"0",
+                            b"\xff" + key, key[:-1], b"someone-else", key + b"\x00"])
+        return BadRecord("key mismatch", raw, wrong)
+    if family == 19:  # headers
+        return BadRecord("bad header", raw, key, BAD_HEADERS[(i // 24) % len(BAD_HEADERS)])
+    if family == 20:  # a label on the transactions topic (record-type label, or a label body)
+        label = {"transaction_id": txn.transaction_id, "user_id": txn.user_id, "is_fraud": True, "source": "analyst",
+                 "labelled_at": "2024-01-02T00:00:00Z"}
+        if (i // 24) % 2:
+            return BadRecord("label on transactions", _dump_exact(label), key, (("record-type", b"label"),))
+        return BadRecord("label body on transactions", _dump_exact(label), key)
+    if family == 21:  # not exactly one object: the per-batch decoder must not be fooled
+        value = rng.choice([raw + b"," + raw, b"[" + raw + b"]", raw + b"}", raw + b" x", raw + b",", raw[:-1] + b",{",
+                            b"," + raw, raw[:-1] + b',"x":"},{"}'])
+        return BadRecord("not one object", value, key)
+    if family == 22:  # number tokens JSON does not allow, or out of range, in a valid-looking record
+        token = rng.choice(["012.5", "+12.5", ".5", "0x10", "1e999", "10000001", "-0.5", "12.", "1_000"])
+        return BadRecord("bad number token", _with_amount_token(base, token), key)
+    # 23: label-typed fields that lax mode accepts on a transaction, and a null for a required field
+    name = rng.choice(REQUIRED)
+    return BadRecord(f"null {name}", _dump_exact({**base, name: None}), key)
+
+
+def corpus(good: list[Transaction], size: int = 2400, seed: int = 5) -> list[BadRecord]:
     """At least `size` malformed records built from valid transactions (every family represented)."""
     rng = random.Random(seed)
     out: list[BadRecord] = []
@@ -55,8 +143,10 @@ def corpus(good: list[Transaction], size: int = 1200, seed: int = 5) -> list[Bad
         base = json.loads(txn.model_dump_json())
         key = txn.user_id.encode()
         raw = txn.model_dump_json().encode()
-        family = i % 12
-        if family == 0:
+        family = i % 24
+        if family >= 12:
+            out.append(_strict_families(family, i, txn, base, raw, rng))
+        elif family == 0:
             out.append(BadRecord("broken json", raw[: rng.randrange(1, len(raw) - 1)], key))
         elif family == 1:
             name = rng.choice(sorted(WRONG_TYPES))
@@ -83,8 +173,9 @@ def corpus(good: list[Transaction], size: int = 1200, seed: int = 5) -> list[Bad
         elif family == 8:
             out.append(BadRecord("empty key and bad value", raw[: len(raw) // 2], rng.choice([b"", None])))
         elif family == 9:
-            change = rng.choice([{"latitude": 10.0, "longitude": None}, {"currency": "euro"}, {"country": "FRA"},
-                                 {"channel": "pigeon"}, {"transaction_id": ""}, {"latitude": 91.0, "longitude": 0.0}])
+            change: dict[str, Any] = rng.choice([
+                {"latitude": 10.0, "longitude": None}, {"currency": "euro"}, {"country": "FRA"},
+                {"channel": "pigeon"}, {"transaction_id": ""}, {"latitude": 91.0, "longitude": 0.0}])
             out.append(BadRecord("bad field value", _dump({**base, **change}), key))
         elif family == 10 and i % 48 == 10:  # a few megabyte payloads (they are slow to move around)
             kind = rng.choice(["huge field", "huge garbage", "huge array"])

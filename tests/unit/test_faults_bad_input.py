@@ -1,4 +1,4 @@
-"""Bad input through the core: a corpus of >= 1,000 malformed records interleaved with good ones, plus
+"""Bad input through the core: a corpus of >= 2,000 malformed records interleaved with good ones, plus
 property-based fuzzing of the decoder. Every bad record lands in the DLQ with a reason; every good one is scored."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from models.registry import ModelRegistry
 from state.store import InMemoryFeatureStore
 from streamer.core import RawRecord, StreamProcessor
 from streamer.scoring import ModelHolder
-from streamer.validation import MAX_DLQ_ORIGINAL_BYTES, DecodeFailure, decode_transaction
+from streamer.validation import ERROR_REASONS, MAX_DLQ_ORIGINAL_BYTES, DecodeFailure, decode_transaction
 from tests.bad_input_corpus import corpus
 from tests.streamer_support import publish_tiny_model, simulated_transactions, txn_headers
 
@@ -40,12 +40,16 @@ def good() -> list[Transaction]:
     return simulated_transactions(customers=60, merchants=40, days=4, seed=9)
 
 
-def test_corpus_covers_every_family_with_over_a_thousand_records(good: list[Transaction]) -> None:
+def test_corpus_covers_every_family_with_over_two_thousand_records(good: list[Transaction]) -> None:
     records = corpus(good)
-    assert len(records) >= 1000
+    assert len(records) >= 2000
     kinds = " ".join(r.kind for r in records)
     for family in ("broken json", "wrong type", "missing", "bad amount", "bad timestamp", "invalid utf-8",
-                   "empty", "unknown field", "empty key", "huge"):
+                   "empty", "unknown field", "empty key", "huge", "duplicate key amount", "duplicate key user_id",
+                   "duplicate key transaction_id", "lax number amount", "lax number latitude", "lax timestamp",
+                   "bad character user_id U+202E", "bad character device_id U+0000", "bad character merchant_category",
+                   "U+007F", "U+0085", "U+200B", "U+FEFF", "surrounding space", "key mismatch", "bad header",
+                   "label on transactions", "not one object", "bad number token"):
         assert family in kinds, family
     assert any(r.value is not None and len(r.value) >= 800_000 for r in records)
     assert any(r.key in (b"", None) for r in records)
@@ -73,7 +77,7 @@ def test_every_malformed_record_is_dead_lettered_and_the_good_around_them_scored
                                      txn.model_dump_json().encode(), txn_headers()))
             good_ids.append(txn.transaction_id)
         expected_bad[len(records)] = item.value
-        records.append(RawRecord("transactions", 0, len(records), item.key, item.value, []))
+        records.append(RawRecord("transactions", 0, len(records), item.key, item.value, list(item.headers)))
     dead: dict[int, DeadLetter] = {}
     scored: list[str] = []
     for lo in range(0, len(records), 500):  # poll-sized batches
@@ -81,13 +85,17 @@ def test_every_malformed_record_is_dead_lettered_and_the_good_around_them_scored
         for message in result.messages:
             if message.topic == "transactions.dlq":
                 letter = DeadLetter.model_validate_json(message.value)
+                headers = dict(message.headers)
+                assert headers["error-class"].decode() == letter.error_class
+                assert headers["error-reason"].decode() == ERROR_REASONS[letter.error_class]
+                assert headers["error-message"] and letter.error_message.encode().startswith(headers["error-message"])
                 assert letter.offset not in dead, f"offset {letter.offset} dead-lettered twice"
                 dead[letter.offset] = letter
             elif message.topic == "scores":
                 scored.append(ScoreRecord.model_validate_json(message.value).transaction_id)
     assert set(dead) == set(expected_bad), f"not dead-lettered: {sorted(set(expected_bad) - set(dead))[:5]}"
     for offset, letter in dead.items():
-        assert letter.error_class in {"InvalidJson", "SchemaViolation", "InvalidUtf8", "EmptyRecord"}
+        assert letter.error_class in ERROR_REASONS, letter.error_class
         assert letter.error_message.strip(), f"offset {offset} has no reason"
         original = expected_bad[offset] or b""
         assert letter.original() == original[:MAX_DLQ_ORIGINAL_BYTES]
@@ -111,7 +119,7 @@ def _txn_strategy() -> st.SearchStrategy[dict[str, Any]]:
 
 def _check(outcome: Transaction | DecodeFailure) -> None:
     if isinstance(outcome, DecodeFailure):
-        assert outcome.error_class in {"InvalidJson", "SchemaViolation", "InvalidUtf8", "EmptyRecord"}
+        assert outcome.error_class in ERROR_REASONS
         assert outcome.message.strip()
     else:
         assert math.isfinite(outcome.amount) and 0 <= outcome.amount <= 1e7
