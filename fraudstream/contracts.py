@@ -68,14 +68,10 @@ Number = Annotated[float, Strict()]
 
 
 def _strict_timestamp(value: Any) -> Any:
-    """Only an aware datetime (Python) or an RFC 3339 string (TIMESTAMP_PATTERN); no epoch numbers, no lax forms."""
-    if isinstance(value, datetime):
+    """Only an aware datetime (Python) or an RFC 3339 string (TIMESTAMP_PATTERN, then parsed by pydantic, which
+    rejects impossible dates and times); no epoch numbers, no lax forms."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value)):
         return value
-    if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"timestamp {value[:40]!r} is not a valid date and time ({exc})") from None
     raise ValueError(
         f"timestamp must be an RFC 3339 string such as 2024-03-01T12:00:00.123456Z (uppercase T, "
         f"a timezone Z or +hh:mm, at most 6 fraction digits), not {str(value)[:40]!r}"
