@@ -41,15 +41,16 @@ def isolated_settings(base: Settings, name: str, registry: Path, partitions: int
     return settings
 
 
-def publish(settings: Settings, items: list[Transaction | tuple[str, bytes | None]], topic: str | None = None) -> None:
-    """Transactions (key = user_id) or raw (key, value) pairs, acknowledged before returning."""
+def publish(settings: Settings, items: list[Transaction | tuple[Any, ...]], topic: str | None = None) -> None:
+    """Transactions (key = user_id) or raw (key, value) pairs or (key, value, headers), acknowledged before
+    returning."""
     producer = Producer(producer_config(settings))
     target = topic or settings.topics.transactions
     for item in items:
         if isinstance(item, Transaction):
             args: dict[str, Any] = {"key": item.user_id, "value": item.model_dump_json(), "headers": txn_headers()}
-        else:
-            args = {"key": item[0], "value": item[1]}
+        else:  # (key, value) or (key, value, headers)
+            args = {"key": item[0], "value": item[1], **({"headers": list(item[2])} if len(item) > 2 else {})}
         while True:
             try:
                 producer.produce(target, **args)

@@ -108,14 +108,14 @@ def test_bad_input_corpus_through_a_worker_all_dead_lettered_and_good_scored(
     stack_settings: Settings, unique_name: str, tmp_path: Path, engine: str
 ) -> None:
     good = traffic(customers=80, seed=33)
-    bad = corpus(good, size=1000)
+    bad = corpus(good, size=2000)
     publish_tiny_model(tmp_path)
     settings = isolated_settings(stack_settings, unique_name, tmp_path, partitions=1)
     items: list[object] = []
     for i, record in enumerate(bad):
         if i % 2 == 0:
             items.append(good[i // 2 % len(good)] if i // 2 < len(good) else good[0])
-        items.append((record.key, record.value))
+        items.append((record.key, record.value, record.headers))
     good_sent = [t for t in items if not isinstance(t, tuple)]
     unique_good = {t.transaction_id for t in good_sent}  # type: ignore[attr-defined]
     publish(settings, items)  # type: ignore[arg-type]
