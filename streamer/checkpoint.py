@@ -11,14 +11,19 @@ the first batch after the last one ended, and each batch goes through it as it i
      says COMMITTED or ABORTED; after an abort the engine rewinds to `first_offsets` and every batch of the
      checkpoint comes again, replayed from the store's output cache, which keeps outputs from the first offset of
      the checkpoint not committed (`unsettled_from`, given to the store before each batch).
+A commit that does not return within `commit_timeout_s` is given up as ABORTED: librdkafka's
+send_offsets_to_transaction can block past its own timeout once a restarted broker was the group coordinator
+(confluentinc/librdkafka#5456, #5511), so the output is rebuilt (exactly once: a new producer with the same
+transactional id fences the stuck one) and the stuck call is left on its daemon thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -32,6 +37,9 @@ if TYPE_CHECKING:
     from streamer.core import BatchResult, RawRecord
 
 log = logging.getLogger(__name__)
+
+#: Longer than a commit that works takes (the broker itself aborts a transaction open for 60 s).
+COMMIT_TIMEOUT_S = 60.0
 
 Partition = tuple[str, int]
 
@@ -75,13 +83,14 @@ class Checkpointer:
         topic: str,
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self.output, self.consumer, self.topic = output, consumer, topic
         self.interval_s = interval_s
         self.clock = clock
+        self.commit_timeout_s = commit_timeout_s
         self.current: Checkpoint | None = None
         self._future: Future[float] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-commit")
 
     # ------------------------------------------------------------------ steps 2 and 3
     def add(self, records: list[RawRecord], result: BatchResult) -> Checkpoint:
@@ -120,11 +129,17 @@ class Checkpointer:
             return
         cp.status = Status.COMMITTING
         offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(cp.next_offsets.items()) if t == self.topic]
-        self._future = self._thread.submit(self._commit, offsets)
+        future = self._future = Future()
+        # a daemon thread per commit: one stuck in librdkafka never blocks the next commit or the process' exit
+        threading.Thread(target=self._commit, args=(offsets, future), name="kafka-commit", daemon=True).start()
 
-    def _commit(self, offsets: list[TopicPartition]) -> float:
-        self.output.commit(offsets, self.consumer)
-        return time.time()
+    def _commit(self, offsets: list[TopicPartition], future: Future[float]) -> None:
+        try:
+            self.output.commit(offsets, self.consumer)
+        except BaseException as exc:  # noqa: BLE001 - handed over to settle(), which raises what is not KafkaException
+            future.set_exception(exc)
+        else:
+            future.set_result(time.time())
 
     # ------------------------------------------------------------------ step 4
     def committing_done(self) -> bool:
@@ -132,14 +147,22 @@ class Checkpointer:
 
     def settle(self, timeout_s: float | None = None) -> Checkpoint | None:
         """Wait for the committing checkpoint and return it, COMMITTED or ABORTED; None if none was committing
-        (an open checkpoint stays open). TimeoutError if it is still committing after timeout_s."""
+        (an open checkpoint stays open). A commit still running after commit_timeout_s is given up (ABORTED, the
+        output rebuilt); with timeout_s, TimeoutError instead."""
         cp, future = self.current, self._future
         if cp is None or future is None:
             return None
         try:
-            committed_at = future.result(timeout_s)
+            committed_at = future.result(self.commit_timeout_s if timeout_s is None else timeout_s)
         except KafkaException as exc:
             return self._end(cp, Status.ABORTED, error=exc)
+        except TimeoutError:
+            if timeout_s is not None:
+                raise
+            stuck = TimeoutError(f"the commit did not return in {self.commit_timeout_s:.0f} s")
+            log.error("%s; rebuilding the producer", stuck)
+            self.output.reset()
+            return self._end(cp, Status.ABORTED, error=stuck)
         return self._end(cp, Status.COMMITTED, committed_at=committed_at)
 
     def commit_now(self) -> Checkpoint | None:
@@ -178,4 +201,3 @@ class Checkpointer:
         except (TimeoutError, InfraError) as exc:
             log.warning("the last commit did not end at close (%s); its batches replay on restart", exc or "timeout")
         self.current, self._future = None, None
-        self._thread.shutdown(wait=False, cancel_futures=True)

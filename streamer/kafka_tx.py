@@ -2,7 +2,8 @@
 
 `begin()` opens a checkpoint, `produce()` sends a batch's messages as it is processed, `commit()` makes the
 checkpoint's outputs and consumed offsets durable (KafkaException: it did not, and the caller replays), `abort()`
-gives up an open one, `close()` is bounded and never raises.
+gives up an open one, `reset()` gives up a commit that never returned (a new producer), `close()` is bounded and
+never raises.
 - TransactionalOutput (exactly once): one Kafka transaction per checkpoint with the outputs and the offsets.
 - IdempotentOutput (at least once): an idempotent producer; offsets are committed to the group once every output
   of the checkpoint is delivered, so a crash re-emits outputs (identical bytes, the same alert_id), never loses one.
@@ -35,6 +36,8 @@ class Output(Protocol):
     def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None: ...
 
     def abort(self) -> None: ...
+
+    def reset(self) -> None: ...
 
     def close(self, timeout_s: float) -> None: ...
 
@@ -155,6 +158,12 @@ class TransactionalOutput:
             if rebuild:
                 self._producer = self._new_producer()
 
+    def reset(self) -> None:
+        """A new producer with the same transactional id: the broker fences the old one (stuck in a call) and aborts
+        its transaction."""
+        self._open = False
+        self._producer = self._new_producer()
+
     def close(self, timeout_s: float) -> None:
         """Abort what is open and flush, each bounded by timeout_s; logs, never raises."""
         self.abort(timeout_s, rebuild=False)
@@ -213,6 +222,9 @@ class IdempotentOutput:
 
     def abort(self) -> None:
         """Nothing to undo: outputs already delivered come again, identical, when the batches are replayed."""
+
+    def reset(self) -> None:
+        self._producer = self._new_producer()
 
     def close(self, timeout_s: float) -> None:
         left = _flush(self._producer, timeout_s)

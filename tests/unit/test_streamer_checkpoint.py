@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -35,6 +36,9 @@ class FakeOutput:
 
     def abort(self) -> None:
         self.calls.append("abort")
+
+    def reset(self) -> None:
+        self.calls.append("reset")
 
     def close(self, timeout_s: float) -> None:
         self.calls.append("close")
@@ -119,4 +123,23 @@ def test_interval_zero_commits_each_batch_and_abort_gives_up_an_open_one(
         assert lost is not None and lost.status is Status.ABORTED and lost.first_offsets == {(TOPIC, 0): 3}
         assert output.calls[-1] == "abort" and checkpoints.abort() is None and checkpoints.commit_now() is None
     finally:
+        checkpoints.close(1.0)
+
+
+def test_a_commit_stuck_in_librdkafka_is_given_up_and_the_output_rebuilt() -> None:
+    output, release = FakeOutput(), threading.Event()
+    output.commit = lambda offsets, consumer: release.wait(10)  # type: ignore[method-assign,assignment]
+    checkpoints = Checkpointer(output, None, TOPIC, interval_s=0.0, commit_timeout_s=0.2)  # type: ignore[arg-type]
+    try:
+        checkpoints.add(*batch(0, 0, 3))
+        checkpoints.start_commit()
+        with pytest.raises(TimeoutError):
+            checkpoints.settle(timeout_s=0.05)  # close's bounded wait: the caller decides
+        stuck = checkpoints.settle()
+        assert stuck is not None and stuck.status is Status.ABORTED and isinstance(stuck.error, TimeoutError)
+        assert output.calls[-1] == "reset" and checkpoints.current is None
+        checkpoints.add(*batch(0, 0, 3))  # the next checkpoint does not wait for the stuck thread
+        assert output.calls[-2:] == ["begin", "produce 3"]
+    finally:
+        release.set()
         checkpoints.close(1.0)
