@@ -18,8 +18,8 @@ from features.jit import kernel
 from features.merchant import merchant_retention_s
 from features.spec import MERCHANT_NAMES, MERCHANT_WINDOWS
 from features.state import MERCHANT_FRAUD_FORMAT, MERCHANT_TX_FORMAT
-from features.user_codec import _fixed, _put_fixed, _put_uvarint, _uvarint
-from features.user_fold import _bisect_right
+from features.user_codec import put_fixed_at, put_uvarint_at, read_fixed, read_uvarint
+from features.user_fold import bisect_right_in
 from fraudstream.errors import StateStoreError
 
 I64 = npt.NDArray[np.int64]
@@ -37,7 +37,7 @@ def _tx_count(buf: U8, start: int, end: int) -> int:
         return 0
     if buf[start] != MERCHANT_TX_FORMAT:
         return -1
-    n, pos = _uvarint(buf, start + 1, end)
+    n, pos = read_uvarint(buf, start + 1, end)
     if pos < 0 or pos + 4 * n != end:
         return -1
     return n
@@ -48,9 +48,9 @@ def _read_tx(buf: U8, start: int, end: int, out: I64, at: int) -> int:
     """Append a record's seconds to out[at:]; returns the new length."""
     if start == end:
         return at
-    n, pos = _uvarint(buf, start + 1, end)
+    n, pos = read_uvarint(buf, start + 1, end)
     for k in range(n):
-        out[at + k] = _fixed(buf, pos + 4 * k, 4)
+        out[at + k] = read_fixed(buf, pos + 4 * k, 4)
     return at + n
 
 
@@ -61,14 +61,14 @@ def _read_frauds(buf: U8, start: int, end: int, ts: I64, known: I64, at: int) ->
         return at
     if buf[start] != MERCHANT_FRAUD_FORMAT:
         return -1
-    n, pos = _uvarint(buf, start + 1, end)
+    n, pos = read_uvarint(buf, start + 1, end)
     if pos < 0:
         return -1
     for _ in range(n):
         if pos + 4 > end:
             return -1
-        t = _fixed(buf, pos, 4)
-        delta, pos = _uvarint(buf, pos + 4, end)
+        t = read_fixed(buf, pos, 4)
+        delta, pos = read_uvarint(buf, pos + 4, end)
         if pos < 0 or pos + 4 > end or at >= len(ts):
             return -1
         ts[at], known[at] = t, t + delta
@@ -80,7 +80,7 @@ def _read_frauds(buf: U8, start: int, end: int, ts: I64, known: I64, at: int) ->
 @kernel
 def _insert_sorted(seq: I64, n: int, value: int) -> int:
     """Insert after equal values; returns the new length (capacity is the caller's)."""
-    i = n if n == 0 or value >= seq[n - 1] else _bisect_right(seq, value, 0, n)
+    i = n if n == 0 or value >= seq[n - 1] else bisect_right_in(seq, value, 0, n)
     for k in range(n, i, -1):
         seq[k] = seq[k - 1]
     seq[i] = value
@@ -135,11 +135,11 @@ def _fold(
             i = group_order[k]
             ts = ev_ts[i]
             end = ts - delay
-            hi = _bisect_right(view, end, 0, nv)
-            fhi = _bisect_right(fraud_ts, end, 0, nf)
+            hi = bisect_right_in(view, end, 0, nv)
+            fhi = bisect_right_in(fraud_ts, end, 0, nf)
             for w in range(len(widths)):
-                count = hi - _bisect_right(view, end - widths[w], 0, hi)
-                flo = _bisect_right(fraud_ts, end - widths[w], 0, fhi)
+                count = hi - bisect_right_in(view, end - widths[w], 0, hi)
+                flo = bisect_right_in(fraud_ts, end - widths[w], 0, fhi)
                 frauds = 0
                 for f in range(flo, fhi):
                     if fraud_known[f] <= ts:
@@ -150,7 +150,7 @@ def _fold(
                 continue
             p = ev_part[i]
             n = _insert_sorted(records[p], lengths[p], ts)
-            lo = _bisect_right(records[p], records[p, n - 1] - retention, 0, n)
+            lo = bisect_right_in(records[p], records[p, n - 1] - retention, 0, n)
             if lo:
                 records[p, : n - lo] = records[p, lo:n].copy()
             lengths[p] = n - lo
@@ -163,9 +163,9 @@ def _fold(
             if touched[p]:
                 changed[r] = True
                 out_buf[pos] = MERCHANT_TX_FORMAT
-                pos = _put_uvarint(out_buf, pos + 1, lengths[p])
+                pos = put_uvarint_at(out_buf, pos + 1, lengths[p])
                 for k in range(lengths[p]):
-                    pos = _put_fixed(out_buf, pos, records[p, k], 4)
+                    pos = put_fixed_at(out_buf, pos, records[p, k], 4)
     out_off[len(out_off) - 1] = pos
 
 

@@ -31,7 +31,7 @@ _GAP_LIMIT = 1 << 24
 
 
 @kernel
-def _uvarint(buf: U8, pos: int, end: int) -> tuple[int, int]:
+def read_uvarint(buf: U8, pos: int, end: int) -> tuple[int, int]:
     """(value, next position); next position -1 when truncated."""
     result = 0
     shift = 0
@@ -47,7 +47,7 @@ def _uvarint(buf: U8, pos: int, end: int) -> tuple[int, int]:
 
 
 @kernel
-def _fixed(buf: U8, pos: int, width: int) -> int:
+def read_fixed(buf: U8, pos: int, width: int) -> int:
     value = 0
     for k in range(width):
         value |= int(buf[pos + k]) << (8 * k)
@@ -74,13 +74,13 @@ def decode_user(
     pos += 1
     if pos + 4 > end:
         return TRUNCATED
-    last = _fixed(buf, pos, 4)
+    last = read_fixed(buf, pos, 4)
     pos += 4
     hdr[LAST_TS] = last
-    hdr[LAST_CENTS], pos = _uvarint(buf, pos, end)
+    hdr[LAST_CENTS], pos = read_uvarint(buf, pos, end)
     if pos < 0:
         return TRUNCATED
-    hdr[N_TOTAL], pos = _uvarint(buf, pos, end)
+    hdr[N_TOTAL], pos = read_uvarint(buf, pos, end)
     if pos < 0 or pos >= end:
         return TRUNCATED
     flags = buf[pos]
@@ -89,9 +89,9 @@ def decode_user(
         if pos + 8 > end:
             return TRUNCATED
         hdr[HAS_PREV] = 1
-        hdr[PREV_LAT] = _i32(_fixed(buf, pos, 4))
-        hdr[PREV_LON] = _i32(_fixed(buf, pos + 4, 4))
-        age, pos = _uvarint(buf, pos + 8, end)
+        hdr[PREV_LAT] = _i32(read_fixed(buf, pos, 4))
+        hdr[PREV_LON] = _i32(read_fixed(buf, pos + 4, 4))
+        age, pos = read_uvarint(buf, pos + 8, end)
         if pos < 0:
             return TRUNCATED
         hdr[PREV_TS] = last - age
@@ -99,11 +99,11 @@ def decode_user(
         if pos + 9 > end:
             return TRUNCATED
         hdr[HAS_HOME] = 1
-        hdr[HOME_LAT] = _i32(_fixed(buf, pos, 4))
-        hdr[HOME_LON] = _i32(_fixed(buf, pos + 4, 4))
+        hdr[HOME_LAT] = _i32(read_fixed(buf, pos, 4))
+        hdr[HOME_LON] = _i32(read_fixed(buf, pos + 4, 4))
         hdr[HOME_N] = buf[pos + 8]
         pos += 9
-    n, pos = _uvarint(buf, pos, end)
+    n, pos = read_uvarint(buf, pos, end)
     if pos < 0:
         return TRUNCATED
     if n:
@@ -116,32 +116,32 @@ def decode_user(
             return TRUNCATED
         t = last
         for k in range(n):
-            gap = _fixed(buf, pos + 2 * k, 2) | (int(buf[pos + 2 * n + k]) << 16)
+            gap = read_fixed(buf, pos + 2 * k, 2) | (int(buf[pos + 2 * n + k]) << 16)
             t = last - gap if k == 0 else t + gap
             log_ts[k] = t
         pos += 3 * n
         if width == 2:
             for k in range(n):
-                log_cents[k] = _fixed(buf, pos + 4 * k, 4)
+                log_cents[k] = read_fixed(buf, pos + 4 * k, 4)
             pos += 4 * n
         else:
             for k in range(n):
-                log_cents[k] = _fixed(buf, pos + 2 * k, 2)
+                log_cents[k] = read_fixed(buf, pos + 2 * k, 2)
             pos += 2 * n
             if width == 1:
                 for k in range(n):
                     log_cents[k] |= int(buf[pos + k]) << 16
                 pos += n
     hdr[N_LOG] = n
-    n, pos = _uvarint(buf, pos, end)
+    n, pos = read_uvarint(buf, pos, end)
     if pos < 0 or n > len(rec_ts):
         return TRUNCATED
     for k in range(n):
-        age, pos = _uvarint(buf, pos, end)
+        age, pos = read_uvarint(buf, pos, end)
         if pos < 0 or pos + 4 > end:
             return TRUNCATED
         rec_ts[k] = last - age
-        rec_m[k] = _fixed(buf, pos, 4)
+        rec_m[k] = read_fixed(buf, pos, 4)
         pos += 4
     hdr[N_RECENT] = n
     for slot, ids in ((N_MERCHANTS, merchants), (N_CATEGORIES, categories), (N_DEVICES, devices)):
@@ -152,14 +152,14 @@ def decode_user(
         if n > len(ids) or pos + 4 * n > end:
             return TRUNCATED
         for k in range(n):
-            ids[k] = _fixed(buf, pos + 4 * k, 4)
+            ids[k] = read_fixed(buf, pos + 4 * k, 4)
         pos += 4 * n
         hdr[slot] = n
     return OK if pos == end else TRAILING
 
 
 @kernel
-def _put_uvarint(out: U8, pos: int, value: int) -> int:
+def put_uvarint_at(out: U8, pos: int, value: int) -> int:
     while value >= 0x80:
         out[pos] = (value & 0x7F) | 0x80
         pos += 1
@@ -169,7 +169,7 @@ def _put_uvarint(out: U8, pos: int, value: int) -> int:
 
 
 @kernel
-def _put_fixed(out: U8, pos: int, value: int, width: int) -> int:
+def put_fixed_at(out: U8, pos: int, value: int, width: int) -> int:
     for k in range(width):
         out[pos + k] = (value >> (8 * k)) & 0xFF
     return pos + width
@@ -183,22 +183,22 @@ def encode_user(
     """Write the user at out[pos:]; returns the end position, or -1 when the log spans 2**24 s or more."""
     last = hdr[LAST_TS]
     out[pos] = USER_FORMAT
-    pos = _put_fixed(out, pos + 1, last, 4)
-    pos = _put_uvarint(out, pos, hdr[LAST_CENTS])
-    pos = _put_uvarint(out, pos, hdr[N_TOTAL])
+    pos = put_fixed_at(out, pos + 1, last, 4)
+    pos = put_uvarint_at(out, pos, hdr[LAST_CENTS])
+    pos = put_uvarint_at(out, pos, hdr[N_TOTAL])
     out[pos] = hdr[HAS_PREV] | (hdr[HAS_HOME] << 1)
     pos += 1
     if hdr[HAS_PREV]:
-        pos = _put_fixed(out, pos, hdr[PREV_LAT], 4)
-        pos = _put_fixed(out, pos, hdr[PREV_LON], 4)
-        pos = _put_uvarint(out, pos, last - hdr[PREV_TS])
+        pos = put_fixed_at(out, pos, hdr[PREV_LAT], 4)
+        pos = put_fixed_at(out, pos, hdr[PREV_LON], 4)
+        pos = put_uvarint_at(out, pos, last - hdr[PREV_TS])
     if hdr[HAS_HOME]:
-        pos = _put_fixed(out, pos, hdr[HOME_LAT], 4)
-        pos = _put_fixed(out, pos, hdr[HOME_LON], 4)
+        pos = put_fixed_at(out, pos, hdr[HOME_LAT], 4)
+        pos = put_fixed_at(out, pos, hdr[HOME_LON], 4)
         out[pos] = hdr[HOME_N]
         pos += 1
     n = hdr[N_LOG]
-    pos = _put_uvarint(out, pos, n)
+    pos = put_uvarint_at(out, pos, n)
     if n:
         top = 0
         for k in range(n):
@@ -211,30 +211,30 @@ def encode_user(
         pos += 1
         for k in range(n):
             gap = last - log_ts[0] if k == 0 else log_ts[k] - log_ts[k - 1]
-            _put_fixed(out, pos + 2 * k, gap & 0xFFFF, 2)
+            put_fixed_at(out, pos + 2 * k, gap & 0xFFFF, 2)
             out[pos + 2 * n + k] = gap >> 16
         pos += 3 * n
         if width == 2:
             for k in range(n):
-                _put_fixed(out, pos + 4 * k, log_cents[k], 4)
+                put_fixed_at(out, pos + 4 * k, log_cents[k], 4)
             pos += 4 * n
         else:
             for k in range(n):
-                _put_fixed(out, pos + 2 * k, log_cents[k] & 0xFFFF, 2)
+                put_fixed_at(out, pos + 2 * k, log_cents[k] & 0xFFFF, 2)
             pos += 2 * n
             if width == 1:
                 for k in range(n):
                     out[pos + k] = log_cents[k] >> 16
                 pos += n
     n = hdr[N_RECENT]
-    pos = _put_uvarint(out, pos, n)
+    pos = put_uvarint_at(out, pos, n)
     for k in range(n):
-        pos = _put_uvarint(out, pos, last - rec_ts[k])
-        pos = _put_fixed(out, pos, rec_m[k], 4)
+        pos = put_uvarint_at(out, pos, last - rec_ts[k])
+        pos = put_fixed_at(out, pos, rec_m[k], 4)
     for slot, ids in ((N_MERCHANTS, merchants), (N_CATEGORIES, categories), (N_DEVICES, devices)):
         n = hdr[slot]
         out[pos] = n
         pos += 1
         for k in range(n):
-            pos = _put_fixed(out, pos, ids[k], 4)
+            pos = put_fixed_at(out, pos, ids[k], 4)
     return pos

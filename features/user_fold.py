@@ -60,7 +60,7 @@ _DEG = math.pi / 180.0
 
 
 @kernel
-def _bisect_right(a: I64, x: int, lo: int, hi: int) -> int:
+def bisect_right_in(a: I64, x: int, lo: int, hi: int) -> int:
     while lo < hi:
         mid = (lo + hi) // 2
         if x < a[mid]:
@@ -106,11 +106,11 @@ def _windows(
     log_ts: I64, log_cents: I64, n_log: int, ts: int, cents: int, widths: I64, row: F64, col: int
 ) -> None:  # fmt: skip
     """amount_ratio_mean_*/amount_zscore_* (previous windows, 1d..30d), then count/mean/max/min_* per window."""
-    hi = _bisect_right(log_ts, ts, 0, n_log)
+    hi = bisect_right_in(log_ts, ts, 0, n_log)
     ratio_col = col
     count_col = col + 2 * (len(widths) - 1)
     for w in range(len(widths)):
-        lo = _bisect_right(log_ts, ts - widths[w], 0, hi)
+        lo = bisect_right_in(log_ts, ts - widths[w], 0, hi)
         n = hi - lo
         c = count_col + 4 * w
         if n:
@@ -174,14 +174,14 @@ def _mru(ids: I64, n: int, h: int, cap: int) -> int:
 @kernel
 def _insert(seq_ts: I64, seq_val: I64, n: int, ts: int, val: int, horizon: int) -> int:
     """Insert (ts, val) after equal times, then drop entries at or before horizon; returns the new length."""
-    i = n if n == 0 or ts >= seq_ts[n - 1] else _bisect_right(seq_ts, ts, 0, n)
+    i = n if n == 0 or ts >= seq_ts[n - 1] else bisect_right_in(seq_ts, ts, 0, n)
     for k in range(n, i, -1):
         seq_ts[k] = seq_ts[k - 1]
         seq_val[k] = seq_val[k - 1]
     seq_ts[i] = ts
     seq_val[i] = val
     n += 1
-    lo = _bisect_right(seq_ts, horizon, 0, n)
+    lo = bisect_right_in(seq_ts, horizon, 0, n)
     if lo:
         for k in range(n - lo):
             seq_ts[k] = seq_ts[k + lo]
@@ -223,8 +223,8 @@ def _extract(
     row[c] = 0.0 if _contains(merchants, hdr[N_MERCHANTS], mh) else 1.0
     row[c + 1] = 1.0 if ch != _MISSING and not _contains(categories, hdr[N_CATEGORIES], ch) else 0.0
     row[c + 2] = 1.0 if dh != _MISSING and not _contains(devices, hdr[N_DEVICES], dh) else 0.0
-    rhi = _bisect_right(rec_ts, ts, 0, hdr[N_RECENT])
-    rlo = _bisect_right(rec_ts, ts - DAY_S, 0, rhi)
+    rhi = bisect_right_in(rec_ts, ts, 0, hdr[N_RECENT])
+    rlo = bisect_right_in(rec_ts, ts - DAY_S, 0, rhi)
     distinct = 1.0  # this merchant
     for k in range(rlo, rhi):
         m = rec_m[k]
