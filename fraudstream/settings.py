@@ -21,6 +21,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,6 +35,15 @@ NESTED_DELIMITER = "__"
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_secret(cls, value: Any, info: ValidationInfo) -> Any:
+        """A secret set to '' (compose's `${KEY:-}` of an unset variable) is refused, never used as a key."""
+        if isinstance(value, str) and not value.strip() and info.field_name is not None:
+            if "SecretStr" in str(cls.model_fields[info.field_name].annotation):
+                raise ValueError("is set but empty; give it a value, or unset the variable to leave it off")
+        return value
 
 
 class KafkaSettings(_Section):
