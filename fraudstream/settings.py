@@ -132,6 +132,43 @@ class RegistrySettings(_Section):
     path: Path = Path(".fraudstream/registry")
 
 
+class DatabaseSettings(_Section):
+    """The console's database (cases, verdicts, users, audit trail): a SQLAlchemy URL, postgresql:// or sqlite:///.
+    None: a SQLite file in the embedded state folder. The URL may carry a password, so it stays secret."""
+
+    url: SecretStr | None = None
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        scheme = parts.scheme.split("+", 1)[0]
+        if scheme not in {"postgresql", "postgres", "sqlite"}:
+            raise ValueError(
+                "must start with postgresql:// or sqlite:/// (example: postgresql://user:secret@db:5432/fraudstream)"
+            )
+        if scheme != "sqlite" and not parts.hostname:
+            raise ValueError("has no host (example: postgresql://user:secret@db:5432/fraudstream)")
+        return value
+
+
+class ConsoleSettings(_Section):
+    """`fraudstream console`: the security team's web console."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, gt=0, lt=65536)
+    #: Signs the session cookies. Unset: generated once into <embedded.state_dir>/console-session.key.
+    session_secret: SecretStr | None = None
+    session_max_age_s: PositiveInt = 8 * 3600
+    #: Send the session cookie over HTTPS only (set it behind TLS; the embedded default serves plain HTTP).
+    cookie_secure: bool = False
+    #: The consumer group that stores alerts into the console's database.
+    consumer_group: str = "fraudstream-console"
+
+
 class StreamerSettings(_Section):
     engine: Literal["kafka", "faust"] = "kafka"
     consumer_group: str = "fraudstream-streamer"
@@ -184,6 +221,8 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     registry: RegistrySettings = RegistrySettings()
     streamer: StreamerSettings = StreamerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    console: ConsoleSettings = ConsoleSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
 
@@ -212,6 +251,12 @@ class Settings(BaseSettings):
             return self.redis.url.get_secret_value()
         return f"redis://127.0.0.1:{self.embedded.redis_port}/0"
 
+    @property
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.embedded.state_dir / 'console.db'}"
+
     def safe_summary(self) -> dict[str, Any]:
         """A form fit for start-up logs: secrets masked, passwords in URLs removed."""
         data = self.model_dump(mode="json")  # SecretStr dumps as '**********'
@@ -222,6 +267,12 @@ class Settings(BaseSettings):
         else:
             data["redis"]["url"] = self.redis_url
         data["kafka"]["bootstrap_servers"] = self.bootstrap_servers
+        database_url = urlsplit(self.database_url)
+        if database_url.password:
+            netloc = database_url.netloc.replace(f":{database_url.password}@", ":**********@")
+            data["database"]["url"] = database_url._replace(netloc=netloc).geturl()
+        else:
+            data["database"]["url"] = self.database_url
         return data
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
