@@ -11,6 +11,8 @@ from fraudstream.settings import Settings
 from streamer.outputs import contract_headers
 
 NOTE_HEADER = "note"
+#: Who gave the verdict (the console's analyst login), as a Kafka header beside the note.
+ANALYST_HEADER = "analyst"
 
 
 def build_label(
@@ -51,8 +53,10 @@ def build_label(
     )
 
 
-def publish_label(settings: Settings, label: Label, *, note: str | None = None) -> None:
-    """Publish and wait for the broker's acknowledgement (InfraError if it does not come)."""
+def publish_label(settings: Settings, label: Label, *, note: str | None = None, analyst: str | None = None) -> None:
+    """Publish and wait for the broker's acknowledgement (InfraError if it does not come).
+
+    The note and the analyst's id travel as headers (`note`, `analyst`), not in the Label contract."""
     from confluent_kafka import KafkaError, Message, Producer
 
     from fraudstream.kafka_config import producer_config
@@ -64,6 +68,8 @@ def publish_label(settings: Settings, label: Label, *, note: str | None = None) 
             failures.append(error.str())
 
     headers = contract_headers("label") + ([(NOTE_HEADER, note.encode())] if note else [])
+    if analyst:
+        headers.append((ANALYST_HEADER, analyst.encode()))
     producer = Producer(producer_config(settings))
     producer.produce(
         settings.topics.labels,
