@@ -169,6 +169,17 @@ class ConsoleSettings(_Section):
     consumer_group: str = "fraudstream-console"
 
 
+class ApiSettings(_Section):
+    """`fraudstream api serve`: the scoring API (POST /v1/score, one transaction against the state as it is)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, gt=0, lt=65536)
+    #: The API keys (a sha256 of each, never the key itself). Unset: <embedded.state_dir>/api-keys.json.
+    keys_file: Path | None = None
+    #: Larger request bodies are refused with 413 (a transaction is a few hundred bytes).
+    max_body_bytes: PositiveInt = 64 * 1024
+
+
 class StreamerSettings(_Section):
     engine: Literal["kafka", "faust"] = "kafka"
     consumer_group: str = "fraudstream-streamer"
@@ -223,6 +234,7 @@ class Settings(BaseSettings):
     streamer: StreamerSettings = StreamerSettings()
     database: DatabaseSettings = DatabaseSettings()
     console: ConsoleSettings = ConsoleSettings()
+    api: ApiSettings = ApiSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "text"
 
@@ -256,6 +268,10 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.embedded.state_dir / 'console.db'}"
+
+    @property
+    def api_keys_file(self) -> Path:
+        return self.api.keys_file or self.embedded.state_dir / "api-keys.json"
 
     def safe_summary(self) -> dict[str, Any]:
         """A form fit for start-up logs: secrets masked, passwords in URLs removed."""
