@@ -27,6 +27,7 @@ from streamer.faust_batches import REDIS, BatchAbandoned, BatchHandler, EngineSt
 from streamer.faust_config import faust_app_id, faust_app_options, faust_data_dir
 from streamer.faust_web import install_views
 from streamer.kafka_engine import EngineStats
+from streamer.progress import ProgressLog
 from streamer.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class FaustEngine:
         self.max_events = max_events
         self.idle_exit_s = idle_exit_s
         self.stats = EngineStats()
+        self.progress = ProgressLog(runtime.metrics)  # a progress line every few seconds, fed per batch
         now_mono = self.clock.monotonic()
         self.status = EngineStatus(started_at=self.clock.now(), started_mono=now_mono, last_activity_mono=now_mono)
         self.stop_request = StopRequest()
@@ -179,6 +181,7 @@ class FaustEngine:
         s.last_commit_at = time.monotonic()
         self._next_offsets.update(result.next_offsets)
         self.runtime.metrics.observe_committed(result, now)
+        self.progress.observe(result, now)
 
     # ------------------------------------------------------------------ housekeeping: idle exit, lag
     async def _housekeeping(self) -> None:

@@ -34,6 +34,7 @@ from streamer.checkpoint import Checkpoint, Checkpointer, Partition, Status
 from streamer.core import BatchResult, RawRecord, StreamProcessor
 from streamer.kafka_tx import IdempotentOutput, Output, TransactionalOutput
 from streamer.metrics import RecentValues, StreamMetrics
+from streamer.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class KafkaEngine:
         self.instance_id = instance_id or socket.gethostname()
         self.stop_event = threading.Event()
         self.stats = EngineStats()
+        self.progress = ProgressLog(metrics)  # a progress line every few seconds, fed per batch
         self._sleep = sleep
         self._held: list[RawRecord] = []
         self._paused = False
@@ -337,6 +339,7 @@ class KafkaEngine:
         s.replayed += c.replayed
         s.last_commit_at = time.monotonic()
         s.latencies_s.extend(committed - np.asarray(result.record_times_ms, dtype=np.float64) / 1000.0)
+        self.progress.observe(result, committed, len(records))
         if self.metrics is not None:
             self.metrics.observe_committed(result, committed)
 
