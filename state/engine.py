@@ -12,15 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from features.config import FeatureConfig
-from features.fields import columns_of, event_second, id_hash
+from features.fields import TxnColumns, columns_of, event_second, id_hash
 from features.merchant import apply_fraud_label
 from features.merchant_fold import fold_merchant_batch
 from features.spec import FEATURE_NAMES, STATIC_NAMES, USER_NAMES
 from features.state import MerchantFraudRecord, UserState
 from features.static import static_columns
 from features.user_fold import fold_user_batch, user_events
+from fraudstream.contracts import Transaction
 from fraudstream.errors import InputError
 from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord
 from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
@@ -153,10 +155,7 @@ class KeyValueFeatureStore(ABC):
                 users.late,
                 cfg,
             )
-            s, u = len(STATIC_NAMES), len(USER_NAMES)
-            vectors[fresh, :s] = static_columns(cols, cfg)
-            vectors[fresh, s : s + u] = users.features
-            vectors[fresh, s + u :] = shops.features
+            vectors[fresh] = feature_rows(cols, users.features, shops.features, cfg)
             late[fresh] = users.late
             folded = {k for k, was_late in zip(user_keys, users.late.tolist(), strict=True) if not was_late}
             changed = [(k, partition_of[k], users.states[user_index[k]]) for k in folded]
@@ -167,6 +166,38 @@ class KeyValueFeatureStore(ABC):
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += int(replayed.sum())
         return PreparedBatch(records, vectors, late, replayed, outputs, writes)
+
+    def peek(self, txns: Sequence[Transaction]) -> PeekedFeatures:
+        """Each transaction's features against the state stored now, extract before update, each one alone.
+
+        Read-only: one pipelined read of the backend (never the process cache), nothing written, nothing cached, no
+        offset read or moved; the new state the folds compute is not even encoded. The user's record is looked up
+        on every transactions partition (the partition is the producer's choice) and the one with the latest event
+        is used; the merchant's view merges every partition's records, as prepare_batch's does.
+        """
+        txns = list(txns)
+        n, keys = len(txns), self.keys
+        user_keys = [[keys.user(p, self._user_key(t.user_id)) for p in range(self.partitions)] for t in txns]
+        names = [self._merchant_keys(t.merchant_id) for t in txns]
+        wanted = [k for group in user_keys for k in group]
+        wanted += [k for tx, fr in names for k in (*tx, *fr)]
+        values, _ = self._load(wanted, {})
+        found = dict(zip(wanted, values, strict=True))
+        states, partitions = zip(*(_latest_user(group, found) for group in user_keys), strict=True) if n else ((), ())
+        cols = columns_of(txns)
+        cfg = self.cfg
+        own = np.arange(n, dtype=np.int64)  # each event its own user and merchant: none reads another's update
+        users = fold_user_batch(list(states), user_events(cols, own), cfg, encode=False)
+        shops = fold_merchant_batch(
+            [[found[k] or b"" for k in tx] for tx, _ in names],
+            [[found[k] or b"" for k in fr] for _, fr in names],
+            own,
+            np.asarray(partitions, dtype=np.int64),
+            cols.ts,
+            users.late,
+            cfg,
+        )
+        return PeekedFeatures(feature_rows(cols, users.features, shops.features, cfg), users.late)
 
     def _writes(
         self, records: list[SourceRecord], fresh: list[SourceRecord], stored_offset: dict[int, int | None]
@@ -353,6 +384,38 @@ class KeyValueFeatureStore(ABC):
         if merchants:
             report["bytes_per_merchant_key_mean"] = float(np.mean(merchants))
         return report
+
+
+@dataclass(frozen=True)
+class PeekedFeatures:
+    """What `peek` found: one FEATURE_NAMES row per transaction, and whether the stream would call it late."""
+
+    vectors: npt.NDArray[np.float64]
+    late: npt.NDArray[np.bool_]
+
+
+def feature_rows(
+    cols: TxnColumns, user_features: npt.NDArray[np.float64], merchant_features: npt.NDArray[np.float64],
+    cfg: FeatureConfig,
+) -> npt.NDArray[np.float64]:  # fmt: skip
+    """The FEATURE_NAMES layout: static columns, then the user fold's, then the merchant fold's."""
+    s, u = len(STATIC_NAMES), len(USER_NAMES)
+    out = np.empty((len(cols), len(FEATURE_NAMES)), dtype=np.float64)
+    out[:, :s] = static_columns(cols, cfg)
+    out[:, s : s + u] = user_features
+    out[:, s + u :] = merchant_features
+    return out
+
+
+def _latest_user(candidates: list[str], found: dict[str, bytes | None]) -> tuple[bytes, int]:
+    """The user's record (b'' when new) and its partition: the only one stored, or the one with the latest event."""
+    stored = [(p, v) for p, k in enumerate(candidates) if (v := found[k]) is not None]
+    if not stored:
+        return b"", 0
+    if len(stored) > 1:
+        stored.sort(key=lambda pv: UserState.from_bytes(pv[1]).last_ts)
+    partition, value = stored[-1]
+    return value, partition
 
 
 def _b(value: bytes | None) -> bytes:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from fraudstream.clock import Clock
-from fraudstream.contracts import CONTEXT_MAX_FUTURE_SKEW_S, CONTEXT_NOW, Alert, Label, Transaction
+from fraudstream.contracts import CONTEXT_MAX_FUTURE_SKEW_S, CONTEXT_NOW, Alert, Label, Reason, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRecord
@@ -100,6 +100,22 @@ class ModelProvider(Protocol):
 
     @property
     def model(self) -> ScoringModel: ...
+
+
+def finished_scores(model: ScoringModel, scores: np.ndarray) -> np.ndarray:
+    """A model's raw scores as the stream emits them (the scoring API too): finite or ModelError, clipped to [0, 1],
+    rounded to SCORE_DECIMALS so that they do not depend on how BLAS sums a batch of a given size (last-ulp
+    differences)."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ModelError(f"model {model.version} produced {int(bad.sum())} non-finite scores; check the model")
+    return np.asarray(np.round(np.clip(scores, 0.0, 1.0), SCORE_DECIMALS), dtype=np.float64)
+
+
+def reasons_of(model: ScoringModel, X: np.ndarray, top: int) -> list[list[Reason]]:
+    """The top reasons of each row of X (contributions rounded as the scores are), as alerts carry them."""
+    contributions = np.round(np.asarray(model.contributions(X), dtype=np.float64), SCORE_DECIMALS)
+    return explain(model.feature_names, X, contributions, top)
 
 
 class StreamProcessor:
@@ -244,18 +260,12 @@ class StreamProcessor:
             scores[lo : lo + len(chunk)] = out
             timings.score_calls += 1
         timings.score_s += self.clock.monotonic() - t0
-        bad = ~np.isfinite(scores)
-        if bad.any():
-            raise ModelError(f"model {model.version} produced {int(bad.sum())} non-finite scores; check the model")
-        # Rounded so that outputs do not depend on how BLAS sums a batch of a given size (last-ulp differences).
-        return np.round(np.clip(scores, 0.0, 1.0), SCORE_DECIMALS)
+        return finished_scores(model, scores)
 
     def _reasons(self, model: ScoringModel, vectors: np.ndarray, alerted: np.ndarray) -> dict[int, list[Any]]:
         if len(alerted) == 0:
             return {}
-        X = np.asarray(vectors, dtype=np.float64)[alerted]
-        contributions = np.round(np.asarray(model.contributions(X), dtype=np.float64), SCORE_DECIMALS)
-        texts = explain(model.feature_names, X, contributions, self.cfg.top_reasons)
+        texts = reasons_of(model, np.asarray(vectors, dtype=np.float64)[alerted], self.cfg.top_reasons)
         return {int(j): reasons for j, reasons in zip(alerted, texts, strict=True)}
 
     def _scored_messages(
