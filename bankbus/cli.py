@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,15 @@ def simulate(
         "", help="NAME=RATE,...: large_amount (share of rows), compromised_terminal (per merchant-day), "
         "compromised_card, card_testing, account_takeover (per customer-day)."
     ),
+    run_id: str | None = typer.Option(
+        None, help="Transaction ids are T<RUN_ID>-0000000001...; default: a fresh id from the clock, so two runs "
+        "never share an id (--run-id '' keeps the bare T0000000001...)."
+    ),
 ) -> None:
     """Simulate customers, merchants and transactions with labelled fraud scenarios."""
     from bankbus.frames import file_format, write_canonical
     from bankbus.scenarios import FraudRates
-    from bankbus.simulator import SimulationConfig, simulate_frame
+    from bankbus.simulator import SimulationConfig, new_run_id, simulate_frame, transaction_prefix
 
     file_format(out)
     try:
@@ -41,7 +46,7 @@ def simulate(
         raise InputError(f"--start '{start}' is not a date like 2024-01-01") from None
     config = SimulationConfig(
         customers=customers, merchants=merchants, days=days, start=first_day, seed=seed,
-        rates=FraudRates.parse(fraud_rates),
+        rates=FraudRates.parse(fraud_rates), run_id=new_run_id(time.time_ns()) if run_id is None else run_id,
     )
     began = time.perf_counter()
     frame = simulate_frame(config)
@@ -50,7 +55,8 @@ def simulate(
     frauds = int(frame["is_fraud"].sum())
     typer.echo(
         f"simulated {len(frame):,} transactions ({frauds:,} fraudulent) in {elapsed:.2f} s "
-        f"({len(frame) / max(elapsed, 1e-9):,.0f} rows/s); wrote {out}"
+        f"({len(frame) / max(elapsed, 1e-9):,.0f} rows/s); ids {transaction_prefix(config.run_id)}0000000000..; "
+        f"wrote {out}"
     )
 
 
@@ -85,6 +91,11 @@ def import_data(
         + (f"; {len(result.rejects):,} rejected rows in {rejects_path_for(out, rejects)}"
            if len(result.rejects) else "")
     )
+
+
+class Stamp(StrEnum):
+    event = "event"
+    send = "send"
 
 
 RATE = typer.Option(None, "--rate", help="Messages per second.")
@@ -139,6 +150,9 @@ def publish(
     labels_delay: str | None = typer.Option(
         None, help="Also publish each row's Label to the labels topic this long after it (e.g. 3d)."),
     labels_topic: str | None = typer.Option(None, help="Topic for labels (default: the labels topic)."),
+    stamp: Stamp = typer.Option(
+        "event", help="Kafka timestamp of each message: event (its event time; replays by time range need it) or "
+        "send (when it is produced: the streamer's publish-to-score latency is then real)."),
 ) -> None:
     """Publish a file to Kafka: key user_id, Transaction JSON, idempotent producer, every delivery counted."""
     from bankbus.frames import read_canonical
@@ -157,7 +171,7 @@ def publish(
     ensure_topics(settings, [target] + ([label_target] if label_target else []))
     with _progress(f"publish {file.name}") as (set_total, advance):
         set_total(len(outbox))
-        report = send(settings, outbox, pacing, on_progress=advance)
+        report = send(settings, outbox, pacing, on_progress=advance, stamp_send_time=stamp == Stamp.send)
     _done(f"published {len(frame):,} transactions to {target}"
           + (f" and {len(frame):,} labels to {label_target}" if label_target else ""), report)
 

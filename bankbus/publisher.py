@@ -106,13 +106,16 @@ class DeliveryCounter:
 def send(
     settings: Settings, outbox: Outbox, pacing: Pacing, *, clock: Clock | None = None,
     sleep: Callable[[float], None] = time.sleep, on_progress: Callable[[int], None] | None = None,
-    flush_timeout_s: float = 120.0, **producer_overrides: Any,
+    flush_timeout_s: float = 120.0, stamp_send_time: bool = False, **producer_overrides: Any,
 ) -> PublishReport:
-    """Produce every message, paced; raise InfraError unless every one is acknowledged."""
+    """Produce every message, paced; raise InfraError unless every one is acknowledged.
+
+    Each message's Kafka timestamp is its event time (kept for replays by time range), or with stamp_send_time the
+    moment it is produced (so a consumer's record-timestamp latency is publish-to-score)."""
     producer = Producer(producer_config(settings, **producer_overrides))
     counter = DeliveryCounter()
     pacer = Pacer(pacing.offsets(outbox.event_ns), clock=clock, sleep=sleep)
-    stamps_ms = (outbox.event_ns // 1_000_000).tolist()
+    stamps_ms = [0] * len(outbox) if stamp_send_time else (outbox.event_ns // 1_000_000).tolist()  # 0: now
     partitions = outbox.partitions.tolist() if outbox.partitions is not None else None
     began = time.perf_counter()
     sent = 0

@@ -6,6 +6,7 @@ profiles and the list of fraud events (the answer key behind fraud_scenario).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -22,6 +23,23 @@ from bankbus.scenarios import FraudInjector, FraudRates
 from fraudstream.errors import InputError
 
 CURRENCY = "EUR"
+RUN_ID_MAX = 32
+RUN_ID = re.compile(rf"[A-Za-z0-9-]{{1,{RUN_ID_MAX}}}")
+
+
+def transaction_prefix(run_id: str) -> str:
+    """T for a run without an id (T0000000001), else T<run id>- (Tq8x3k2a-0000000001)."""
+    return f"T{run_id}-" if run_id else "T"
+
+
+def new_run_id(now_ns: int) -> str:
+    """A short run id from the clock (base 36 of the time in ms, 8 or 9 characters)."""
+    digits, value = "0123456789abcdefghijklmnopqrstuvwxyz", now_ns // 1_000_000
+    out = ""
+    while value:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out or "0"
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,9 @@ class SimulationConfig:
     start: date = date(2024, 1, 1)
     seed: int = 0
     rates: FraudRates = field(default_factory=FraudRates)
+    #: Prefix of every transaction id ("" keeps T0000000001...): a run of its own keeps ids unique across runs
+    #: that reuse a seed or a start day (`fraudstream simulate` gives each run a fresh one by default).
+    run_id: str = ""
 
     def check(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -40,6 +61,8 @@ class SimulationConfig:
             raise InputError(f"--merchants must be at least {len(w.CATEGORIES)} (one per merchant category)")
         if not date(2000, 1, 1) <= self.start < date(2099, 1, 1):
             raise InputError(f"--start {self.start} is outside the contract's event-time range (2000..2099)")
+        if self.run_id and not RUN_ID.fullmatch(self.run_id):
+            raise InputError(f"--run-id '{self.run_id}' must be 1 to {RUN_ID_MAX} letters, digits or '-'")
 
 
 @dataclass
@@ -70,13 +93,13 @@ def _serials(prefix: str, count: int, width: int) -> pd.Series:
     return pd.Series(pc.binary_join_element_wise(prefix, digits, ""), dtype="str")
 
 
-def _frame(rows: Rows, world: World) -> pd.DataFrame:
+def _frame(rows: Rows, world: World, run_id: str = "") -> pd.DataFrame:
     order = np.lexsort((rows.user, rows.t))
     rows = rows.take(order)
     n = len(rows)
     devices = [f"D{i:08d}" for i in range(int(rows.device.max(initial=-1)) + 1)]
     data = {
-        "transaction_id": _serials("T", n, 10),
+        "transaction_id": _serials(transaction_prefix(run_id), n, 10),
         "user_id": _strings(user_ids(world.customers), rows.user),
         "timestamp": pd.to_datetime(rows.t, unit="s", utc=True).as_unit("ns"),
         "amount": rows.amount.astype(np.float64),
@@ -140,7 +163,7 @@ def simulate(config: SimulationConfig) -> Simulation:
         "start": pd.to_datetime(events["start"], unit="s", utc=True),
         "end": pd.to_datetime(events["end"], unit="s", utc=True),
     })
-    return Simulation(_frame(rows, world), customers, merchants, events_frame)
+    return Simulation(_frame(rows, world, config.run_id), customers, merchants, events_frame)
 
 
 def simulate_frame(config: SimulationConfig) -> pd.DataFrame:
