@@ -69,6 +69,8 @@ COMMAND_MODULES = (
     "streamer.cli",
     "backtest.cli",
     "bench.cli",
+    "api.cli",
+    "models.cli",
 )
 
 
