@@ -59,7 +59,8 @@ class EngineProcess:
 
     def start(self) -> EngineProcess:
         command = [sys.executable, "-m", "fraudstream", "stream", "--engine", self.engine,
-                   "--idle-exit", str(self.idle_exit_s), "--instance-id", f"bench-{uuid.uuid4().hex[:6]}"]
+                   "--idle-exit", str(self.idle_exit_s), "--instance-id", f"bench-{uuid.uuid4().hex[:6]}",
+                   "--from", "earliest"]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=settings_env(self.settings),
                                             stdout=log, stderr=subprocess.STDOUT)

@@ -14,6 +14,9 @@ from fraudstream.errors import InputError, ModelUnavailable
 from fraudstream.settings import Settings
 
 alerts_app = typer.Typer(help="Read alerts.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Read the dead-letter topic (records refused, with the reason).", no_args_is_help=True)
+late_app = typer.Typer(help="Read the late topic (transactions too old to score, with the reason).",
+                       no_args_is_help=True)
 
 
 class Engine(StrEnum):
@@ -38,12 +41,21 @@ def stream(
     instance_id: str | None = typer.Option(
         None, help="Stable id of this worker (transactional id suffix); distinct per worker. Default: hostname."
     ),
+    start_from: str | None = typer.Option(
+        None, "--from", metavar="earliest|latest|TIME",
+        help="Where a NEW consumer group starts: latest (default: only what is published from now on), earliest "
+        "(all history in the topic, re-emitting its alerts; warns first) or an ISO time (Kafka timestamps). A group "
+        "with committed offsets resumes from them.",
+    ),
 ) -> None:
     """Run the stream processor: transactions + labels in; alerts, scores, dead letters out."""
+    from fraudstream.infra.topics import ensure_topics
     from fraudstream.infra.wait import RetrySchedule, dependencies, wait_for_dependencies
+    from streamer.start_position import parse_start, place_groups
 
     settings = settings_of(ctx)
     chosen = engine.value if engine is not None else settings.streamer.engine
+    start = parse_start(start_from) if start_from is not None else None
     _require_current_model(settings)
     bound, bound_name = (wait_timeout, "--wait-timeout") if wait_timeout is not None else (idle_exit, "--idle-exit")
     wait_for_dependencies(
@@ -52,6 +64,8 @@ def stream(
         bound_name=bound_name if bound is not None else "--wait-timeout",
         schedule=RetrySchedule(max_s=settings.streamer.redis_retry_max_s),
     )
+    ensure_topics(settings)
+    place_groups(settings, chosen, start)
     if chosen == "faust":
         from streamer.faust_engine import run_faust_engine  # imported only when asked: faust is heavy
 
@@ -64,15 +78,19 @@ def stream(
 
 
 def _require_current_model(settings: Settings) -> None:
-    """A worker cannot score without a current model: say so before waiting for anything."""
+    """A worker cannot score without a current, trusted model: say so before waiting for anything (the manifest's
+    signature and every file's hash are checked here, before any file is parsed or unpickled)."""
     from models.registry import ModelRegistry
 
     path = settings.registry.path
-    if ModelRegistry(path).current_version() is None:
+    registry = ModelRegistry.from_settings(settings)
+    current = registry.current_version()
+    if current is None:
         raise ModelUnavailable(
             f"the model registry {path} has no current model; run `fraudstream train` first, or point "
             "FRAUD_REGISTRY__PATH at the registry the trainer publishes to"
         )
+    registry.verify(current)
 
 
 @alerts_app.command("tail")
@@ -96,6 +114,41 @@ def tail(
         shown += 1
         if limit is not None and shown >= limit:
             break
+
+
+def _tail_topic(ctx: typer.Context, which: str, follow: bool, from_beginning: bool, limit: int | None) -> None:
+    from streamer.topic_tail import format_dead_letter, format_late, read_topic
+
+    settings = settings_of(ctx)
+    topic = settings.topics.dlq if which == "dlq" else settings.topics.late
+    line = format_dead_letter if which == "dlq" else format_late
+    shown = 0
+    for record in read_topic(settings, topic, follow=follow, from_beginning=from_beginning or not follow):
+        typer.echo(line(record))
+        shown += 1
+        if limit is not None and shown >= limit:
+            break
+    if not follow:
+        typer.echo(f"{shown:,} records in {topic}", err=True)
+
+
+FOLLOW = typer.Option(False, "--follow/--no-follow", help="Keep waiting for new records (default: print and stop).")
+FROM_BEGINNING = typer.Option(False, help="With --follow, start at the oldest record (default: the newest).")
+LIMIT = typer.Option(None, min=1, help="Stop after this many records.")
+
+
+@dlq_app.command("tail")
+def dlq_tail(ctx: typer.Context, follow: bool = FOLLOW, from_beginning: bool = FROM_BEGINNING,
+             limit: int | None = LIMIT) -> None:
+    """Print dead letters: when, where from (topic[partition]@offset), key, reason, message, the original's start."""
+    _tail_topic(ctx, "dlq", follow, from_beginning, limit)
+
+
+@late_app.command("tail")
+def late_tail(ctx: typer.Context, follow: bool = FOLLOW, from_beginning: bool = FROM_BEGINNING,
+              limit: int | None = LIMIT) -> None:
+    """Print late transactions: event time, user, id, amount, and why they were not scored."""
+    _tail_topic(ctx, "late", follow, from_beginning, limit)
 
 
 def label(
@@ -133,3 +186,5 @@ def register(app: typer.Typer) -> None:
     app.command("stream")(stream)
     app.command("label")(label)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(late_app, name="late")

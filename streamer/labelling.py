@@ -30,11 +30,21 @@ def build_label(
     from streamer.alert_reader import read_alerts
 
     if user is None or merchant is None or at is None:
+        matches = {}  # (user, merchant, time) -> the alert's transaction: re-emitted alerts of one are one
         for alert in read_alerts(settings, follow=False, from_beginning=True):
-            if alert.transaction.transaction_id == transaction_id:
-                txn = alert.transaction
-                user, merchant, at = user or txn.user_id, merchant or txn.merchant_id, at or txn.timestamp
-                break
+            txn = alert.transaction
+            if txn.transaction_id == transaction_id and (user is None or txn.user_id == user):
+                matches[(txn.user_id, txn.merchant_id, txn.timestamp)] = txn
+        if len(matches) > 1:
+            users = sorted({u for u, _m, _t in matches})
+            raise InputError(
+                f"transaction id {transaction_id} is ambiguous: {len(matches)} different transactions in "
+                f"{settings.topics.alerts} carry it (users {', '.join(users)}); give --user"
+                + (", --merchant and --at" if len(users) == 1 else "") + " to say which"
+            )
+        if matches:
+            txn = next(iter(matches.values()))
+            user, merchant, at = user or txn.user_id, merchant or txn.merchant_id, at or txn.timestamp
     if user is None:
         raise InputError(
             f"transaction {transaction_id} has no alert in {settings.topics.alerts}; give --user (and --merchant "

@@ -31,7 +31,7 @@ def start_kafka_worker(
     settings: Settings, instance_id: str, *, idle_exit_s: float, max_events: int | None = None
 ) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "fraudstream", "stream", "--engine", "kafka", "--idle-exit", str(idle_exit_s),
-               "--instance-id", instance_id]
+               "--instance-id", instance_id, "--from", "earliest"]
     if max_events is not None:
         command += ["--max-events", str(max_events)]
     return subprocess.Popen(command, cwd=REPO, env=env_for(settings), stdout=subprocess.PIPE,

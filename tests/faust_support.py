@@ -101,7 +101,7 @@ def start_worker(settings: Settings, log_path: Path, *args: str) -> Worker:
     env.update(settings_env(settings))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-m", "fraudstream", "stream", "--engine", "faust", *args]
+    command = [sys.executable, "-m", "fraudstream", "stream", "--engine", "faust", "--from", "earliest", *args]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     return Worker(process, log_path, settings.streamer.web_port)

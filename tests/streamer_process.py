@@ -47,6 +47,8 @@ def start_worker(settings: Settings, instance_id: str, idle_exit_s: float = 5.0)
         str(idle_exit_s),
         "--instance-id",
         instance_id,
+        "--from",
+        "earliest",
     ]
     return subprocess.Popen(
         command, cwd=REPO, env=env_for(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
