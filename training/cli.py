@@ -105,4 +105,7 @@ def _history_frame(
 
 
 def register(app: typer.Typer) -> None:
+    from training.bootstrap import bootstrap
+
     app.command("train")(train)
+    app.command("bootstrap")(bootstrap)

@@ -50,6 +50,7 @@ OFFLINE: dict[tuple[str, ...], str] = {
     ("simulate",): "writes a local file",
     ("import",): "reads and writes local files",
     ("down",): "stops local processes by their pid files",
+    ("bootstrap",): "trains on simulated history into the local registry, or does nothing when it has a current model",
 }
 #: Commands left out of the no-arguments run, and why (each is in the unreachable run, bounded, or offline).
 NO_ARGS_EXCLUDED: dict[tuple[str, ...], str] = {
