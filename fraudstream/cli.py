@@ -71,6 +71,7 @@ COMMAND_MODULES = (
     "bench.cli",
     "api.cli",
     "models.cli",
+    "console.cli",
 )
 
 
