@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything fraudstream needs on a fresh Debian machine, idempotently:
-# system packages (redis-server, Java 17, Maven), the Python 3.11 virtualenv with pinned packages,
+# system packages (redis-server, Java 17, Maven), the Python 3.11 virtualenv with the locked packages
+# (requirements/dev.txt, written by scripts/lock.sh),
 # and the Kafka jars (resolved from Maven Central by deploy/kafka/pom.xml on first `fraudstream up`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,14 +32,17 @@ if [ -z "$PY" ]; then
   exit 1
 fi
 
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# VENV picks another folder (a throwaway check of a fresh install); everything else uses .venv.
+VENV=${VENV:-.venv}
+LOCK=requirements/dev.txt  # every transitive version, from scripts/lock.sh
+stamp="$VENV/.installed-$(cat pyproject.toml "$LOCK" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: creating .venv and installing pinned packages (first run downloads about 1 GB)"
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
-  rm -f .venv/.installed-*
+  echo "setup: creating $VENV and installing the locked packages (first run downloads about 1 GB)"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c "$LOCK" -e ".[train,faust,bench,dev]"
+  rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
-.venv/bin/python -m features.jit  # compiles the feature kernels once (numba's cache), so no worker waits for it
-echo "setup: ready ($(.venv/bin/python --version), redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), $(java -version 2>&1 | head -1))"
+"$VENV/bin/python" -m features.jit  # compiles the feature kernels once (numba's cache), so no worker waits for it
+echo "setup: ready ($("$VENV/bin/python" --version), redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), $(java -version 2>&1 | head -1))"
