@@ -104,9 +104,34 @@ def _root(
 
 
 @app.command("config")
-def show_config(ctx: typer.Context) -> None:
-    """Print the effective settings (secrets masked) and the environment names that set them."""
-    typer.echo(json.dumps(settings_of(ctx).safe_summary(), indent=2, default=str))
+def show_config(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="The settings tree as JSON instead (for scripts)."),
+) -> None:
+    """Print every setting as NAME=value with the FRAUD_* environment name that sets it (secrets masked; `# set`
+    marks the ones given, the rest are defaults)."""
+    settings = settings_of(ctx)
+    if as_json:
+        typer.echo(json.dumps(settings.safe_summary(), indent=2, default=str))
+        return
+    for name, value, given in environment_lines(settings):
+        typer.echo(f"{name}={value}" + ("  # set" if given else ""))
+
+
+def environment_lines(settings: Settings) -> list[tuple[str, str, bool]]:
+    """(FRAUD_* name, value as JSON, whether it was given) for every setting, secrets masked."""
+    from pydantic import BaseModel
+
+    lines = []
+    for section, value in settings.safe_summary().items():
+        node = getattr(settings, section)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for field, shown in items:
+            env = f"FRAUD_{section.upper()}" + (f"__{field.upper()}" if field else "")
+            given = (field in node.model_fields_set) if field and isinstance(node, BaseModel) else (
+                section in settings.model_fields_set)
+            lines.append((env, shown if isinstance(shown, str) else json.dumps(shown, default=str), given))
+    return lines
 
 
 @app.command("schemas")

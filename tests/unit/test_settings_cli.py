@@ -41,7 +41,7 @@ def test_config_masks_secrets() -> None:
         "FRAUD_KAFKA__SASL_PASSWORD": "s3cr3t-pw",
         "FRAUD_STREAMER__USER_ID_HMAC_KEY": "pepper-key",
     }
-    result = run_cli("config", env=env, timeout=60)
+    result = run_cli("config", "--json", env=env, timeout=60)
     assert result.code == 0, result.err
     for secret in ("hunter2", "s3cr3t-pw", "pepper-key"):
         assert secret not in result.out + result.err
@@ -85,3 +85,20 @@ def test_environment_is_read_only_through_build_settings() -> None:
     settings = build_settings(environ={"FRAUD_TOPICS__PARTITIONS": "4"})
     assert settings.topics.partitions == 4
     assert build_settings(environ={}).topics.partitions == 6
+
+
+def test_config_prints_the_environment_names_with_values_and_which_are_set() -> None:
+    env = {"FRAUD_REDIS__URL": "rediss://user:hunter2@redis.bank:6380/1", "FRAUD_TOPICS__PARTITIONS": "3"}
+    result = run_cli("config", env=env, timeout=60)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert "FRAUD_TOPICS__PARTITIONS=3  # set" in lines
+    assert "FRAUD_REDIS__URL=rediss://user:**********@redis.bank:6380/1  # set" in lines
+    assert "FRAUD_STREAMER__CONSUMER_GROUP=fraudstream-streamer" in lines  # a default: not marked
+    assert "FRAUD_REGISTRY__PATH=.fraudstream/registry" in lines
+    assert "hunter2" not in result.out
+    assert all(line.startswith("FRAUD_") and "=" in line for line in lines)
+    names = {line.split("=", 1)[0] for line in lines}
+    assert {"FRAUD_KAFKA__BOOTSTRAP_SERVERS", "FRAUD_EMBEDDED__KAFKA_PORT", "FRAUD_LOG_LEVEL"} <= names
+    help_text = run_cli("config", "--help", timeout=60).out
+    assert "FRAUD_*" in help_text and "environment name" in help_text
