@@ -1,0 +1,119 @@
+"""Score one transaction the way the stream would score it next: same decoder, same folds, same model, same rounding.
+
+The request body goes through the stream's decoder (`streamer.validation.decode_transaction`: the strict contract,
+duplicate keys, the future-skew check against the injected clock); the features come from the store's read-only
+`peek` (the compiled user and merchant folds over the state bytes Redis holds now, extract before update, nothing
+written); the model is the streamer's ModelHolder (the registry's `current`, NumPy forward pass, hot-reloaded);
+scores and reasons are finished by the stream's own functions (`finished_scores`, `reasons_of`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from fraudstream.clock import Clock
+from fraudstream.contracts import Reason, Transaction
+from fraudstream.errors import ModelError
+from fraudstream.settings import Settings
+from state.engine import PeekedFeatures
+from streamer.core import ModelProvider, finished_scores, reasons_of
+from streamer.validation import DecodeFailure, decode_transaction
+
+
+class PeekingStore(Protocol):
+    def peek(self, txns: Sequence[Transaction]) -> PeekedFeatures: ...
+
+
+@dataclass(frozen=True)
+class Scored:
+    transaction: Transaction
+    score: float
+    threshold: float
+    alerted: bool
+    reasons: list[Reason]
+    features: dict[str, float]
+    model_version: str
+    scorer: str
+    scored_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction.transaction_id,
+            "user_id": self.transaction.user_id,
+            "score": self.score,
+            "threshold": self.threshold,
+            "decision": "alert" if self.alerted else "pass",
+            "reasons": [r.model_dump() for r in self.reasons],
+            "model_version": self.model_version,
+            "scorer": self.scorer,
+            "features": self.features,
+            "scored_at": self.scored_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Late:
+    """The stream would not score this event: it is older than the user's latest event minus the grace period."""
+
+    transaction: Transaction
+    grace_period_s: float
+
+    @property
+    def message(self) -> str:
+        return (
+            f"transaction {self.transaction.transaction_id} is older than the user's latest event minus the grace "
+            f"period ({self.grace_period_s:.0f} s): the stream routes it to the late topic and never scores it"
+        )
+
+
+class ScoringService:
+    """Decode, peek, score: one transaction at a time, the stream's code throughout."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: PeekingStore,
+        models: ModelProvider,
+        clock: Clock,
+        ping: Callable[[], object] | None = None,
+    ) -> None:
+        self.cfg = settings.streamer
+        self.grace_period_s = settings.features.grace_period_s
+        self.store = store
+        self.models = models
+        self.clock = clock
+        self._ping = ping
+
+    def score(self, body: bytes) -> Scored | Late | DecodeFailure:
+        now = self.clock.now()
+        txn = decode_transaction(body, now, self.cfg.max_future_skew_s)
+        if isinstance(txn, DecodeFailure):
+            return txn
+        model = self.models.model  # one model for the whole call, as per batch in the stream
+        scorer = self.cfg.scorer
+        if scorer not in model.thresholds:
+            raise ModelError(f"model {model.version} has no threshold for scorer '{scorer}'; pick another scorer")
+        peeked = self.store.peek([txn])
+        if bool(peeked.late[0]):
+            return Late(txn, self.grace_period_s)
+        X = peeked.vectors
+        raw = np.asarray(model.score(X, scorer, self.cfg.blend_mlp_weight), dtype=np.float64)
+        if raw.shape != (1,):
+            raise ModelError(f"model {model.version} returned {raw.shape} scores for 1 row")
+        score = float(finished_scores(model, raw)[0])
+        threshold = float(model.thresholds[scorer])
+        reasons = reasons_of(model, X, self.cfg.top_reasons)[0]
+        features = {n: float(v) for n, v in zip(model.feature_names, X[0], strict=False) if math.isfinite(v)}
+        return Scored(txn, score, threshold, score >= threshold, reasons, features, model.version, scorer, now)
+
+    def ready(self) -> dict[str, str]:
+        """What a readiness probe needs: the model in use, and the state store answering (raises if it does not)."""
+        if self._ping is not None:
+            self._ping()
+        return {"model_version": self.models.model.version, "scorer": self.cfg.scorer}
