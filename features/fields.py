@@ -86,20 +86,35 @@ class TxnColumns:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def take(self, rows: npt.NDArray[np.intp]) -> TxnColumns:
+        """The columns of these rows, in that order."""
+        return TxnColumns(*(getattr(self, name)[rows] for name in TxnColumns.__dataclass_fields__))
+
 
 def columns_of(txns: Sequence[Transaction]) -> TxnColumns:
-    """TxnColumns of validated transactions; equal, row for row, to `fields_of` of each.
-
-    One pass over the objects collects the raw values; hashing and conversions then run per distinct value or
-    per column.
-    """
-    n = len(txns)
+    """TxnColumns of validated transactions; equal, row for row, to `fields_of` of each."""
     raw = [
         (t.timestamp.timestamp(), t.amount, t.latitude, t.longitude, t.merchant_id, t.merchant_category, t.device_id,
-         t.channel, t.country)
+         None if t.channel is None else t.channel.value, t.country)
         for t in txns
     ]  # fmt: skip
-    stamps, amount, lat, lon, merchant, category, device, channel, country = zip(*raw, strict=True) if n else [()] * 9
+    return columns_from(*(zip(*raw, strict=True) if raw else [()] * 9))
+
+
+def columns_from(
+    stamps: Sequence[float],
+    amount: Sequence[float],
+    lat: Sequence[float | None],
+    lon: Sequence[float | None],
+    merchant: Sequence[str],
+    category: Sequence[str | None],
+    device: Sequence[str | None],
+    channel: Sequence[str | None],
+    country: Sequence[str | None],
+) -> TxnColumns:
+    """TxnColumns from the raw values of a batch, one sequence per field (None where absent): epoch seconds as
+    floats, amounts, coordinates, ids, channel names. Hashing runs per distinct value, conversions per column."""
+    n = len(stamps)
     hashes: dict[str | None, int] = {None: MISSING}
     for value in {*merchant, *category, *device}:
         if value is not None:
@@ -107,7 +122,7 @@ def columns_of(txns: Sequence[Transaction]) -> TxnColumns:
     lat_a = np.array(lat, dtype=np.float64)  # None -> nan
     lon_a = np.array(lon, dtype=np.float64)
     located = ~(np.isnan(lat_a) | np.isnan(lon_a))
-    codes = {None: MISSING} | {c: CHANNEL_CODES[c.value] for c in set(channel) if c is not None}
+    codes = {None: MISSING} | {c: CHANNEL_CODES[c] for c in set(channel) if c is not None}
     amount_a = np.array(amount, dtype=np.float64)
     return TxnColumns(
         # floor of the float epoch: exact for whole microseconds before 2100 (a second's last microsecond is

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from features.fields import TxnColumns, columns_of
 from fraudstream.contracts import Label, Transaction
 
 
@@ -15,6 +16,30 @@ class SourceRecord:
     partition: int
     offset: int
     txn: Transaction
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """A batch of validated transactions as columns: where each came from, its ids, and what the folds read."""
+
+    partition: npt.NDArray[np.int64]
+    offset: npt.NDArray[np.int64]
+    user_id: list[str]
+    merchant_id: list[str]
+    columns: TxnColumns
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    @classmethod
+    def of(cls, records: list[SourceRecord]) -> SourceRows:
+        return cls(
+            np.fromiter((r.partition for r in records), np.int64, len(records)),
+            np.fromiter((r.offset for r in records), np.int64, len(records)),
+            [r.txn.user_id for r in records],
+            [r.txn.merchant_id for r in records],
+            columns_of([r.txn for r in records]),
+        )
 
 
 @dataclass(frozen=True)
@@ -44,7 +69,7 @@ class PreparedBatch:
     row is NaN and `cached_outputs` holds what was stored when they were first applied (None if nothing).
     """
 
-    records: list[SourceRecord]
+    rows: SourceRows
     vectors: npt.NDArray[np.float64]
     late: npt.NDArray[np.bool_]
     replayed: npt.NDArray[np.bool_]

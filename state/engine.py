@@ -24,7 +24,7 @@ from features.static import static_columns
 from features.user_fold import fold_user_batch, user_events
 from fraudstream.contracts import Transaction
 from fraudstream.errors import InputError
-from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord
+from state.batch import LabelRecord, PartitionWrite, PreparedBatch, SourceRecord, SourceRows
 from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
 from state.keys import Keys, ttl_seconds
 
@@ -101,9 +101,13 @@ class KeyValueFeatureStore(ABC):
             raise InputError(f"{what} partition {partition} is outside 0..{limit - 1}; set topics.partitions to match")
 
     def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
-        records = list(records)
+        return self.prepare_rows(SourceRows.of(list(records)))
+
+    def prepare_rows(self, rows: SourceRows) -> PreparedBatch:
+        """prepare_batch over columns: one round trip, both folds once, no per-event object."""
         keys = self.keys
-        parts = sorted({r.partition for r in records})
+        partition, offset = rows.partition.tolist(), rows.offset.tolist()
+        parts = sorted(set(partition))
         for p in parts:
             self._check_partition(p, self.partitions, "transactions")
         offsets = self._offsets(
@@ -111,20 +115,24 @@ class KeyValueFeatureStore(ABC):
             | {keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)}
         )
         stored_offset = {p: offsets[keys.txn_tag(p)] for p in parts}
-        n = len(records)
-        replayed = np.zeros(n, dtype=bool)
+        n = len(rows)
+        last = np.full(self.partitions, -1, dtype=np.int64)
+        for p, stored in stored_offset.items():
+            if stored is not None:
+                last[p] = stored
+        replayed = rows.offset <= last[rows.partition] if n else np.zeros(0, dtype=bool)
         replays: dict[str, list[int]] = {}
-        for i, r in enumerate(records):
-            last = stored_offset[r.partition]
-            if last is not None and r.offset <= last:
-                replayed[i] = True
-                replays.setdefault(keys.outputs(r.partition), []).append(r.offset)
-        fresh_records = [r for r, was in zip(records, replayed.tolist(), strict=True) if not was]
+        replay_at = np.flatnonzero(replayed).tolist()
+        for i in replay_at:
+            replays.setdefault(keys.outputs(partition[i]), []).append(offset[i])
         fresh = np.flatnonzero(~replayed)
-        user_keys = [keys.user(r.partition, self._user_key(r.txn.user_id)) for r in fresh_records]
-        partition_of = dict(zip(user_keys, (r.partition for r in fresh_records), strict=True))
+        fresh_at = fresh.tolist()
+        user_key = self._user_key
+        user_keys = [keys.user(partition[i], user_key(rows.user_id[i])) for i in fresh_at]
+        partition_of = dict(zip(user_keys, (partition[i] for i in fresh_at), strict=True))
         batch_users = sorted(partition_of)
-        merchants = sorted({r.txn.merchant_id for r in fresh_records})
+        fresh_merchants = [rows.merchant_id[i] for i in fresh_at]
+        merchants = sorted(set(fresh_merchants))
         names = [self._merchant_keys(m) for m in merchants]
         groups: list[tuple[str, list[str]]] = [
             (keys.txn_tag(p), [k for k in batch_users if partition_of[k] == p]) for p in parts
@@ -136,21 +144,21 @@ class KeyValueFeatureStore(ABC):
         late = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
         replayed_outputs = {key: iter(values) for key, values in cached.items()}
-        for i in np.flatnonzero(replayed).tolist():
-            outputs[i] = next(replayed_outputs[keys.outputs(records[i].partition)])
-        writes = self._writes(records, fresh_records, stored_offset)
-        if fresh_records:
+        for i in replay_at:
+            outputs[i] = next(replayed_outputs[keys.outputs(partition[i])])
+        writes = self._writes(partition, offset, fresh_at, stored_offset)
+        if fresh_at:
             cfg = self.cfg
-            cols = columns_of([r.txn for r in fresh_records])
+            cols = rows.columns if len(fresh_at) == n else rows.columns.take(fresh)
             user_index = {k: u for u, k in enumerate(batch_users)}
-            event_users = np.fromiter((user_index[k] for k in user_keys), np.int64, len(user_keys))
+            event_users = np.fromiter(map(user_index.__getitem__, user_keys), np.int64, len(user_keys))
             users = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)
             merchant_index = {m: j for j, m in enumerate(merchants)}
             shops = fold_merchant_batch(
                 [[states[k] for k in tx] for tx, _ in names],
                 [[states[k] for k in fr] for _, fr in names],
-                np.fromiter((merchant_index[r.txn.merchant_id] for r in fresh_records), np.int64, len(fresh)),
-                np.fromiter((r.partition for r in fresh_records), np.int64, len(fresh)),
+                np.fromiter(map(merchant_index.__getitem__, fresh_merchants), np.int64, len(fresh_at)),
+                rows.partition[fresh],
                 cols.ts,
                 users.late,
                 cfg,
@@ -164,8 +172,8 @@ class KeyValueFeatureStore(ABC):
                 writes[p].values[key] = value
                 writes[p].states[key] = value
         self.counters["late_events"] += int(late.sum())
-        self.counters["replayed_events"] += int(replayed.sum())
-        return PreparedBatch(records, vectors, late, replayed, outputs, writes)
+        self.counters["replayed_events"] += len(replay_at)
+        return PreparedBatch(rows, vectors, late, replayed, outputs, writes)
 
     def peek(self, txns: Sequence[Transaction]) -> PeekedFeatures:
         """Each transaction's features against the state stored now, extract before update, each one alone.
@@ -200,31 +208,31 @@ class KeyValueFeatureStore(ABC):
         return PeekedFeatures(feature_rows(cols, users.features, shops.features, cfg), users.late)
 
     def _writes(
-        self, records: list[SourceRecord], fresh: list[SourceRecord], stored_offset: dict[int, int | None]
+        self, partition: list[int], offset: list[int], fresh: list[int], stored_offset: dict[int, int | None]
     ) -> dict[int, PartitionWrite]:
         """One PartitionWrite per partition with fresh records: the offsets it applies and the outputs it keeps."""
         writes: dict[int, PartitionWrite] = {}
-        lows: dict[int, int] = {}
-        for r in records:
-            lows[r.partition] = min(lows.get(r.partition, r.offset), r.offset)
-        for rec in fresh:
-            p = rec.partition
+        lows = _lowest_offsets(partition, offset)
+        for i in fresh:
+            p, o = partition[i], offset[i]
             write = writes.get(p)
             if write is None:
                 # the previous batch's outputs stay too: its Kafka transaction may still be in flight (and abort)
                 low = min(lows[p], self._kept_from.get(p, lows[p]))
-                write = writes[p] = PartitionWrite(stored_offset[p], rec.offset, low)
-            write.new_offset = max(write.new_offset, rec.offset)
-            write.offsets.append(rec.offset)
+                write = writes[p] = PartitionWrite(stored_offset[p], o, low)
+            write.new_offset = max(write.new_offset, o)
+            write.offsets.append(o)
         return writes
 
     def commit_batch(self, batch: PreparedBatch, outputs: Sequence[bytes | None]) -> None:
-        if len(outputs) != len(batch.records):
-            raise InputError(f"commit_batch got {len(outputs)} outputs for {len(batch.records)} records; give one each")
+        rows = batch.rows
+        if len(outputs) != len(rows):
+            raise InputError(f"commit_batch got {len(outputs)} outputs for {len(rows)} records; give one each")
+        partition, offset = rows.partition.tolist(), rows.offset.tolist()
         by_offset: dict[int, dict[int, bytes]] = {p: {} for p in batch._writes}
-        for rec, out, was_replayed in zip(batch.records, outputs, batch.replayed, strict=True):
+        for p, o, out, was_replayed in zip(partition, offset, outputs, batch.replayed.tolist(), strict=True):
             if out is not None and not was_replayed:
-                by_offset[rec.partition][rec.offset] = bytes(out)
+                by_offset[p][o] = bytes(out)
         commits = [
             Commit(self.keys.txn_offset(p), self.keys.outputs(p), w, by_offset[p])
             for p, w in sorted(batch._writes.items())
@@ -234,10 +242,7 @@ class KeyValueFeatureStore(ABC):
                 [(self.keys.txn_tag(p), c) for p, c in zip(sorted(batch._writes), commits, strict=True)]
             )
         # every partition of the batch, replay-only ones too: their outputs may be in the transaction in flight
-        lows: dict[int, int] = {}
-        for rec in batch.records:
-            lows[rec.partition] = min(lows.get(rec.partition, rec.offset), rec.offset)
-        for p, low in lows.items():
+        for p, low in _lowest_offsets(partition, offset).items():
             self._kept_from[p] = min(low, self._unsettled_from.get(p, low))
 
     def keep_outputs_from(self, first_offsets: dict[int, int]) -> None:
@@ -438,3 +443,12 @@ def _usable(rec: LabelRecord) -> bool:
 def _merchant(rec: LabelRecord) -> str:
     assert rec.label.merchant_id is not None
     return rec.label.merchant_id
+
+
+def _lowest_offsets(partition: list[int], offset: list[int]) -> dict[int, int]:
+    """Each partition's lowest offset among the records."""
+    lows: dict[int, int] = {}
+    for p, o in zip(partition, offset, strict=True):
+        if o < lows.get(p, o + 1):
+            lows[p] = o
+    return lows

@@ -6,12 +6,16 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from features.state import UserState
-from state.batch import LabelRecord, PreparedBatch, SourceRecord
+from state.batch import LabelRecord, PreparedBatch, SourceRecord, SourceRows
 
 
 class FeatureStore(Protocol):
     def prepare_batch(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         """One round trip to load state; fold in record order (extract before update). Writes nothing."""
+        ...
+
+    def prepare_rows(self, rows: SourceRows) -> PreparedBatch:
+        """prepare_batch over a batch given as columns (the streamer's hot path)."""
         ...
 
     def commit_batch(self, batch: PreparedBatch, outputs: Sequence[bytes | None]) -> None:
@@ -42,4 +46,5 @@ __all__ = [
     "PreparedBatch",
     "RedisFeatureStore",
     "SourceRecord",
+    "SourceRows",
 ]
