@@ -21,6 +21,7 @@ import numpy as np
 
 from fraudstream.clock import Clock, SystemClock
 from fraudstream.errors import ArtifactIntegrityError, ModelError, PromotionRefused
+from models.audit import Action, append_audit
 from models.loaded import LoadedModel, MLPWeights
 from models.preprocess import Preprocessor
 
@@ -157,7 +158,7 @@ class ModelRegistry:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         os.replace(staging, self._versions_dir / version)
         if promote:
-            self.promote(version, force=force)
+            self.promote(version, force=force, action="publish")
         return version
 
     @staticmethod
@@ -174,8 +175,12 @@ class ModelRegistry:
             files.append("stack.pkl")
         return files
 
-    def promote(self, version: str, *, force: bool = False) -> None:
-        """Point `current` at `version` if it is not worse than the champion on the same holdout, or if forced."""
+    def promote(
+        self, version: str, *, force: bool = False, actor: str = "fraudstream", action: Action = "promote"
+    ) -> None:
+        """Point `current` at `version` if it is not worse than the champion on the same holdout, or if forced.
+
+        Every move of `current` is appended to the audit trail (models/audit.py: who, what, when, from which)."""
         challenger = self.manifest(version)
         champion_version = self.current_version()
         if champion_version is not None and champion_version != version and not force:
@@ -193,6 +198,9 @@ class ModelRegistry:
                     "but not current (use --force to promote anyway)"
                 )
         _atomic_write(self.root / "current", version + "\n")
+        if champion_version != version:
+            append_audit(self.root, action=action, actor=actor, version=version, previous=champion_version,
+                         forced=force, at=self.clock.now())
 
     # ------------------------------------------------------------------ loading
     def verify(self, version: str) -> dict[str, Any]:
