@@ -117,6 +117,7 @@ class KafkaEngine:
         self._assigned: set[tuple[str, int]] = set()
         self._last_activity = time.monotonic()
         self._last_lag = 0.0
+        self.last_poll_at: float | None = None  # monotonic time of the last poll: liveness (streamer/health.py)
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
                  "queued.max.messages.kbytes": PREFETCH_KBYTES}
         self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
@@ -128,6 +129,11 @@ class KafkaEngine:
             self.output = IdempotentOutput(settings)
         interval_s = self.cfg.commit_interval_ms / 1000.0
         self.checkpoints = Checkpointer(self.output, self.consumer, settings.topics.transactions, interval_s, clock)
+
+    def assigned_transactions_partitions(self) -> int:
+        """How many transactions partitions this worker holds now (readiness; safe from another thread)."""
+        txn_topic = self.settings.topics.transactions
+        return sum(1 for topic, _ in frozenset(self._assigned) if topic == txn_topic)
 
     @property
     def client_id(self) -> str:
@@ -217,6 +223,7 @@ class KafkaEngine:
         Records that arrive while a batch is processed form the next one, so batches grow with the load and a
         quiet stream is not held back waiting to fill one.
         """
+        self.last_poll_at = time.monotonic()
         size, linger_s = self.cfg.poll_batch_size, self.cfg.micro_batch_max_wait_ms / 1000.0
         messages = self.consumer.consume(num_messages=size, timeout=0)
         if not messages:

@@ -47,15 +47,27 @@ def run_kafka_engine(
 ) -> dict[str, Any]:
     """Run one worker until SIGTERM/SIGINT (finishing the batch in flight), idle_exit_s or max_events."""
     from fraudstream.infra.topics import ensure_topics
-    from streamer.metrics import serve_metrics as start_exporter
+    from streamer.health import ProbeServer, worker_health
+    from streamer.metrics import StreamMetrics
     from streamer.runtime import build_runtime
 
     ensure_topics(settings)
-    runtime = build_runtime(settings)
-    if serve_metrics:
-        start_exporter(runtime.metrics, settings.streamer.metrics_host, settings.streamer.metrics_port)
-        log.info("metrics on http://%s:%d/metrics", settings.streamer.metrics_host, settings.streamer.metrics_port)
+    metrics = StreamMetrics()
+    health = worker_health(settings)
+    server = None
+    if serve_metrics:  # up before the model loads: live at once, ready once assigned with everything answering
+        server = ProbeServer(metrics, settings.streamer.metrics_host, settings.streamer.metrics_port, health)
+        log.info("metrics, /health and /ready on http://%s:%d", settings.streamer.metrics_host, server.port)
+    try:
+        runtime = build_runtime(settings, metrics=metrics)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     engine = KafkaEngine(settings, runtime.processor, runtime.metrics, instance_id=instance_id)
+    health.model_version = lambda: runtime.holder.version
+    health.assigned = engine.assigned_transactions_partitions
+    health.last_poll = lambda: engine.last_poll_at
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,6 +78,8 @@ def run_kafka_engine(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         runtime.close()
+        if server is not None:
+            server.close()
     busy = 0.0
     if stats.first_data_at is not None and stats.last_commit_at is not None:
         busy = stats.last_commit_at - stats.first_data_at

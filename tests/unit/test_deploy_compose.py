@@ -308,5 +308,5 @@ def test_images_are_unbuffered_non_root_and_probed() -> None:
         users = [line.split()[1] for line in chain if line.startswith("USER ")]
         assert users and users[-1].split(":")[0] not in ("root", "0"), target
         assert any(line.startswith("HEALTHCHECK") for line in stages[target]), target
-    probe = [line for line in stages["streamer"] if line.startswith("HEALTHCHECK")][0]
+    probe = next(line for line in stages["streamer"] if line.startswith("HEALTHCHECK"))
     assert "streamer.probe" in probe
