@@ -9,19 +9,27 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
 from fraudstream.clock import Clock
-from fraudstream.contracts import CONTEXT_MAX_FUTURE_SKEW_S, CONTEXT_NOW, Alert, Label, Reason, Transaction
+from fraudstream.contracts import Alert, Label, Reason, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
-from state.store import FeatureStore, LabelRecord, SourceRecord
-from streamer.outputs import OutputMessage, contract_headers, decode_messages, encode_messages, score_json
+from state.store import FeatureStore, LabelRecord, SourceRows
+from streamer.outputs import (
+    OutputMessage,
+    contract_headers,
+    decode_messages,
+    encode_messages,
+    encode_one,
+    score_values,
+)
 from streamer.reasons import explain
-from streamer.validation import DecodeFailure, dead_letter, decode_records
+from streamer.validation import DecodeFailure, dead_letter, decode_records, decode_transactions
+from streamer.wire import TxnRows
 
 if TYPE_CHECKING:
     from streamer.metrics import StreamMetrics
@@ -34,12 +42,10 @@ LATE_REASON_HEADER = "late-reason"
 SCORE_DECIMALS = 9
 _ALERT_HEADERS = contract_headers("alert")
 _SCORE_HEADERS = contract_headers("score")
-_PENDING = DecodeFailure("Pending", "not decoded yet")  # every pending slot is filled by _decode
 
 
-@dataclass(frozen=True)
-class RawRecord:
-    """One consumed Kafka record, engine-neutral."""
+class RawRecord(NamedTuple):
+    """One consumed Kafka record, engine-neutral (a tuple: cheap to build once per consumed record)."""
 
     topic: str
     partition: int
@@ -142,109 +148,126 @@ class StreamProcessor:
         now = self.clock.now()
         model = self.models.model  # one model for the whole batch: swaps happen between batches
         counts, timings = BatchCounts(), BatchTimings()
-        per_record: list[list[OutputMessage]] = [[] for _ in records]
+        outputs: list[Sequence[OutputMessage]] = [()] * len(records)
         next_offsets: dict[tuple[str, int], int] = {}
-        txn_index: list[int] = []
-        sources: list[SourceRecord] = []
-        labels: list[LabelRecord] = []
-        decoded = self._decode(records, now)
-        for i, record in enumerate(records):
+        for record in records:
             tp = (record.topic, record.partition)
-            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
-            parsed = decoded[i]
-            if isinstance(parsed, DecodeFailure):
-                per_record[i].append(dead_letter(record, parsed, now, self.topics.dlq))
-                counts.dlq += 1
-            elif isinstance(parsed, Transaction):
-                txn_index.append(i)
-                sources.append(SourceRecord(record.partition, record.offset, parsed))
-            else:
-                labels.append(LabelRecord(record.partition, record.offset, parsed))
+            if record.offset >= next_offsets.get(tp, 0):
+                next_offsets[tp] = record.offset + 1
+        failures, rows, labels = self._decode(records, now)
+        for i, failure in failures.items():
+            outputs[i] = (dead_letter(records[i], failure, now, self.topics.dlq),)
+        counts.dlq = len(failures)
         if labels:
             t0 = self.clock.monotonic()
             self.store.apply_labels(labels)
             timings.redis_s += self.clock.monotonic() - t0
             counts.labels = len(labels)
         result = BatchResult([], counts, timings, next_offsets, model_version=model.version)
-        if sources:
-            self._transactions(records, sources, txn_index, per_record, model, now, result)
-        result.messages = [message for outputs in per_record for message in outputs]
+        if len(rows):
+            self._transactions(records, rows, outputs, model, now, result)
+        result.messages = [message for messages in outputs for message in messages]
         timings.total_s = self.clock.monotonic() - start
         if self.metrics is not None:
             self.metrics.observe_batch(result)
         return result
 
-    def _decode(self, records: Sequence[RawRecord], now: Any) -> list[Transaction | Label | DecodeFailure]:
-        """Every record decoded and checked (headers, strict contract per batch, duplicate keys, key == user_id)."""
-        out: list[Transaction | Label | DecodeFailure] = [
-            DecodeFailure("UnexpectedTopic", f"topic {r.topic} is neither transactions nor labels")
-            if r.topic not in (self.topics.transactions, self.topics.labels) else _PENDING for r in records
-        ]
-        context = {CONTEXT_NOW: now, CONTEXT_MAX_FUTURE_SKEW_S: self.cfg.max_future_skew_s}
-        txns = [i for i, r in enumerate(records) if r.topic == self.topics.transactions]
-        for i, txn in zip(txns, decode_records(Transaction, [records[i] for i in txns], context), strict=True):
-            out[i] = txn
-        labels = [i for i, r in enumerate(records) if r.topic == self.topics.labels]
-        for i, label in zip(labels, decode_records(Label, [records[i] for i in labels], None, False), strict=True):
-            out[i] = label
-        return out
+    def _decode(
+        self, records: Sequence[RawRecord], now: Any
+    ) -> tuple[dict[int, DecodeFailure], TxnRows, list[LabelRecord]]:
+        """Every record decoded and checked (headers, strict contract per batch, duplicate keys, key == user_id):
+        failures by position, the transactions as columns, the labels."""
+        topics = self.topics
+        txns = [i for i, r in enumerate(records) if r.topic == topics.transactions]
+        if len(txns) == len(records):  # the usual batch: transactions only
+            failures, rows = decode_transactions(records, now, self.cfg.max_future_skew_s)
+            return failures, rows, []
+        failures = {
+            i: DecodeFailure("UnexpectedTopic", f"topic {r.topic} is neither transactions nor labels")
+            for i, r in enumerate(records) if r.topic not in (topics.transactions, topics.labels)
+        }  # fmt: skip
+        found, rows = decode_transactions([records[i] for i in txns], now, self.cfg.max_future_skew_s)
+        failures.update((txns[j], failure) for j, failure in found.items())
+        rows = replace(rows, index=[txns[j] for j in rows.index])
+        labels: list[LabelRecord] = []
+        at = [i for i, r in enumerate(records) if r.topic == topics.labels]
+        for i, label in zip(at, decode_records(Label, [records[i] for i in at], None, False), strict=True):
+            if isinstance(label, DecodeFailure):
+                failures[i] = label
+            else:
+                labels.append(LabelRecord(records[i].partition, records[i].offset, label))
+        return failures, rows, labels
 
     def _transactions(
         self,
         records: Sequence[RawRecord],
-        sources: list[SourceRecord],
-        txn_index: list[int],
-        per_record: list[list[OutputMessage]],
+        rows: TxnRows,
+        outputs: list[Sequence[OutputMessage]],
         model: ScoringModel,
         now: Any,
         result: BatchResult,
     ) -> None:
         counts, timings = result.counts, result.timings
+        index = rows.index
+        n = len(index)
+        source = SourceRows(
+            np.fromiter((records[i].partition for i in index), np.int64, n),
+            np.fromiter((records[i].offset for i in index), np.int64, n),
+            rows.user_id,
+            rows.merchant_id,
+            rows.columns,
+        )
         t0 = self.clock.monotonic()
-        batch = self.store.prepare_batch(sources)
+        batch = self.store.prepare_rows(source)
         timings.redis_s += self.clock.monotonic() - t0
-        late = np.asarray(batch.late, dtype=bool)
-        replayed = np.asarray(batch.replayed, dtype=bool)
-        rows = np.flatnonzero(~late & ~replayed)
-        scores = self._score(model, np.asarray(batch.vectors, dtype=np.float64), rows, timings)
+        late, replayed = np.asarray(batch.late, dtype=bool), np.asarray(batch.replayed, dtype=bool)
+        scored = np.flatnonzero(~late & ~replayed)
+        vectors = np.asarray(batch.vectors, dtype=np.float64)
+        scores = self._score(model, vectors, scored, timings)
         scorer = self.cfg.scorer
         if scorer not in model.thresholds:
             raise ModelError(f"model {model.version} has no threshold for scorer '{scorer}'; pick another scorer")
         threshold = float(model.thresholds[scorer])
-        alerted = rows[scores >= threshold]
-        position = np.full(len(sources), -1, dtype=np.intp)
-        position[rows] = np.arange(len(rows))
-        reasons = self._reasons(model, batch.vectors, alerted)
-        outputs: list[bytes | None] = []
-        for j, source in enumerate(sources):
-            i = txn_index[j]
-            record = records[i]
-            if record.timestamp_ms is not None:
-                result.record_times_ms.append(record.timestamp_ms)
-            if replayed[j]:
-                counts.replayed += 1
-                cached = batch.cached_outputs[j]
-                if cached is None:
-                    counts.replayed_uncached += 1
-                else:
-                    per_record[i] = decode_messages(cached)
-                outputs.append(None)
-                continue
-            if late[j]:
-                counts.late += 1
-                per_record[i] = [self._late_message(record, source.txn)]
+        alerted = scores >= threshold
+        cached: list[bytes | None] = [None] * n
+        scored_at = scored.tolist()
+        values = score_values(
+            [rows.transaction_id[j] for j in scored_at], [rows.user_id[j] for j in scored_at],
+            [rows.timestamp[j] for j in scored_at], scores.tolist(), threshold, alerted.tolist(), model.version,
+            scorer, now,
+        )  # fmt: skip
+        scores_topic = self.topics.scores
+        for j, value, alert in zip(scored_at, values, alerted.tolist(), strict=True):
+            if not alert:
+                key = rows.user_id[j].encode()
+                outputs[index[j]] = (OutputMessage(scores_topic, key, value, _SCORE_HEADERS),)
+                cached[j] = encode_one(scores_topic, key, value, _SCORE_HEADERS)
+        raised = scored[alerted]
+        positions = np.flatnonzero(alerted).tolist()
+        for j, k, reasons in zip(raised.tolist(), positions, self._reasons(model, vectors[raised]), strict=True):
+            messages = self._alert(records[index[j]], float(scores[k]), values[k], vectors[j], reasons, model, now,
+                                   threshold)  # fmt: skip
+            outputs[index[j]] = messages
+            cached[j] = encode_messages(messages)
+        for j in np.flatnonzero(late).tolist():
+            messages = [self._late_message(records[index[j]], rows.user_id[j])]
+            outputs[index[j]] = messages
+            cached[j] = encode_messages(messages)
+        for j in np.flatnonzero(replayed).tolist():
+            stored = batch.cached_outputs[j]
+            if stored is None:
+                counts.replayed_uncached += 1
             else:
-                score = scores[position[j]]
-                per_record[i] = self._scored_messages(
-                    source.txn, float(score), threshold, model, batch.vectors[j], reasons.get(j), now
-                )
-                counts.scored += 1
-                counts.alerts += int(j in reasons)
-                result.event_times_s.append(source.txn.timestamp.timestamp())
-            outputs.append(encode_messages(per_record[i]))
-        counts.events += len(sources)
+                outputs[index[j]] = decode_messages(stored)
+        counts.events += n
+        counts.scored += len(scored_at)
+        counts.alerts += len(raised)
+        counts.late += int(late.sum())
+        counts.replayed += int(replayed.sum())
+        result.event_times_s.extend(rows.timestamp[j].timestamp() for j in scored_at)
+        result.record_times_ms.extend(t for i in index if (t := records[i].timestamp_ms) is not None)
         t0 = self.clock.monotonic()
-        self.store.commit_batch(batch, outputs)
+        self.store.commit_batch(batch, cached)
         timings.redis_s += self.clock.monotonic() - t0
 
     def _score(self, model: ScoringModel, vectors: np.ndarray, rows: np.ndarray, timings: BatchTimings) -> np.ndarray:
@@ -262,44 +285,42 @@ class StreamProcessor:
         timings.score_s += self.clock.monotonic() - t0
         return finished_scores(model, scores)
 
-    def _reasons(self, model: ScoringModel, vectors: np.ndarray, alerted: np.ndarray) -> dict[int, list[Any]]:
-        if len(alerted) == 0:
-            return {}
-        texts = reasons_of(model, np.asarray(vectors, dtype=np.float64)[alerted], self.cfg.top_reasons)
-        return {int(j): reasons for j, reasons in zip(alerted, texts, strict=True)}
+    def _reasons(self, model: ScoringModel, X: np.ndarray) -> list[list[Any]]:
+        return reasons_of(model, X, self.cfg.top_reasons) if len(X) else []
 
-    def _scored_messages(
+    def _alert(
         self,
-        txn: Transaction,
+        record: RawRecord,
         score: float,
-        threshold: float,
-        model: ScoringModel,
+        score_value: bytes,
         vector: np.ndarray,
-        reasons: list[Any] | None,
+        reasons: list[Any],
+        model: ScoringModel,
         now: Any,
+        threshold: float,
     ) -> list[OutputMessage]:
+        """An alerted transaction's alert and score messages (the Transaction model built here only, from the
+        record's bytes that the batch decoder accepted)."""
+        txn = Transaction.model_validate_json(record.value or b"")
         key = txn.user_id.encode()
-        alerted = reasons is not None
-        messages = []
-        if reasons is not None:
-            features = {n: float(v) for n, v in zip(model.feature_names, vector, strict=False) if math.isfinite(v)}
-            alert = Alert.for_transaction(
-                txn,
-                score=score,
-                threshold=threshold,
-                model_version=model.version,
-                scorer=self.cfg.scorer,
-                reasons=reasons,
-                features=features,
-                produced_at=now,
-            )
-            messages.append(OutputMessage(self.topics.alerts, key, alert.model_dump_json().encode(), _ALERT_HEADERS))
-        value = score_json(txn, score, threshold, alerted, model.version, self.cfg.scorer, now)
-        messages.append(OutputMessage(self.topics.scores, key, value, _SCORE_HEADERS))
-        return messages
+        features = {n: float(v) for n, v in zip(model.feature_names, vector, strict=False) if math.isfinite(v)}
+        alert = Alert.for_transaction(
+            txn,
+            score=score,
+            threshold=threshold,
+            model_version=model.version,
+            scorer=self.cfg.scorer,
+            reasons=reasons,
+            features=features,
+            produced_at=now,
+        )
+        return [
+            OutputMessage(self.topics.alerts, key, alert.model_dump_json().encode(), _ALERT_HEADERS),
+            OutputMessage(self.topics.scores, key, score_value, _SCORE_HEADERS),
+        ]
 
-    def _late_message(self, record: RawRecord, txn: Transaction) -> OutputMessage:
+    def _late_message(self, record: RawRecord, user_id: str) -> OutputMessage:
         headers = [(name, value or b"") for name, value in record.headers if name != LATE_REASON_HEADER]
         grace = self.settings.features.grace_period_s
         headers.append((LATE_REASON_HEADER, f"older than the user's latest event minus {grace:.0f} s".encode()))
-        return OutputMessage(self.topics.late, record.key or txn.user_id.encode(), record.value or b"", headers)
+        return OutputMessage(self.topics.late, record.key or user_id.encode(), record.value or b"", headers)

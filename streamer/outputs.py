@@ -53,6 +53,26 @@ def score_json(
     )
 
 
+def score_values(
+    transaction_ids: Sequence[str],
+    user_ids: Sequence[str],
+    timestamps: Sequence[datetime],
+    scores: Sequence[float],
+    threshold: float,
+    alerted: Sequence[bool],
+    model_version: str,
+    scorer: str,
+    now: datetime,
+) -> list[bytes]:
+    """`score_json` of a batch of scores, one JSON value each (the constant fields shared)."""
+    dumps, utc_z = orjson.dumps, orjson.OPT_UTC_Z
+    return [
+        dumps({"transaction_id": t, "user_id": u, "timestamp": ts, "score": sc, "threshold": threshold,
+               "alerted": a, "model_version": model_version, "scorer": scorer, "produced_at": now}, option=utc_z)
+        for t, u, ts, sc, a in zip(transaction_ids, user_ids, timestamps, scores, alerted, strict=True)
+    ]  # fmt: skip
+
+
 def _blob(raw: bytes) -> bytes:
     return _U32.pack(len(raw)) + raw
 
@@ -83,6 +103,15 @@ def encode_messages(messages: Sequence[OutputMessage]) -> bytes:
             _header_segment(tuple(message.headers)),
         )
     return b"".join(parts)
+
+
+_ONE = _FORMAT + _U16.pack(1)
+
+
+def encode_one(topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> bytes:
+    """encode_messages of a single message (the common case: a score alone), without building the message."""
+    return b"".join((_ONE, _topic_segment(topic), _U32.pack(len(key)), key, _U32.pack(len(value)), value,
+                     _header_segment(tuple(headers))))  # fmt: skip
 
 
 def decode_messages(raw: bytes) -> list[OutputMessage]:

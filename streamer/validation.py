@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ from fraudstream.contracts import (
     Transaction,
 )
 from streamer.outputs import OutputMessage, contract_headers
+from streamer.wire import TxnRows, fast_rows
 
 if TYPE_CHECKING:
     from streamer.core import RawRecord
@@ -274,6 +275,68 @@ def decode_records(
             else:
                 out[i] = item
     return out  # type: ignore[return-value]  # every slot is filled above
+
+
+def _framing(record: _Source, usual: list[tuple[str, bytes]], record_type: str) -> DecodeFailure | bool | None:
+    """A record's header and framing verdict before the contract: a failure, True (a JSON object: validate it
+    in the batch) or None (not an object: decode it alone for its reason)."""
+    headers, value = record.headers, record.value
+    failure = None if headers == usual or not headers else check_headers(headers, record_type)
+    if failure is not None:
+        return failure
+    if value is not None and value[:1] == b"{":
+        return True  # UTF-8 is checked by the JSON parser: bad bytes fail the batch, then each alone
+    if not value or not value.strip():
+        return _text(value)
+    return True if value.lstrip(_JSON_SPACE)[:1] == b"{" else None
+
+
+def decode_transactions(
+    records: Sequence[_Source], now: datetime | None, max_future_skew_s: float
+) -> tuple[dict[int, DecodeFailure], TxnRows]:
+    """Every transaction record decoded and checked, as decode_records does, into columns: (failures by position,
+    the valid ones as TxnRows with their positions). The fast path (streamer.wire) takes what it can prove; the
+    rest goes through the pydantic contract per batch. Never raises for a bad record."""
+    usual = _USUAL_HEADERS["transaction"]
+    context = {CONTEXT_NOW: now, CONTEXT_MAX_FUTURE_SKEW_S: max_future_skew_s}
+    failures: dict[int, DecodeFailure] = {}
+    framed: list[int] = []
+    for i, record in enumerate(records):
+        verdict = _framing(record, usual, "transaction")
+        if verdict is True:
+            framed.append(i)
+        elif isinstance(verdict, DecodeFailure):
+            failures[i] = verdict
+        else:
+            item = _decode_one(Transaction, record.value, context)  # not an object: rejected, with its reason
+            failures[i] = item if isinstance(item, DecodeFailure) else DecodeFailure("SchemaViolation", "not an object")
+    values = [records[i].value or b"" for i in framed]
+    fast = fast_rows(values, now, max_future_skew_s) if len(values) > 1 else None
+    parts: list[TxnRows] = []
+    slow = list(range(len(values)))
+    if fast is not None:
+        rows, slow = fast
+        parts.append(replace(rows, index=[framed[j] for j in rows.index]))
+    if slow:
+        txns: list[Transaction] = []
+        at: list[int] = []
+        for j, item in zip(slow, _validate_batch(Transaction, [values[j] for j in slow], context), strict=True):
+            if isinstance(item, DecodeFailure):
+                failures[framed[j]] = item
+            else:
+                txns.append(item)
+                at.append(framed[j])
+        parts.append(TxnRows.of(at, txns))
+    rows = parts[0] if len(parts) == 1 else TxnRows.concat(parts) if parts else TxnRows.of([], [])
+    keys = [records[i].key for i in rows.index]
+    expected = [u.encode() for u in rows.user_id]
+    if keys != expected:
+        keep = [j for j, (k, e) in enumerate(zip(keys, expected, strict=True)) if k == e]
+        for j, (k, e) in enumerate(zip(keys, expected, strict=True)):
+            if k != e:
+                failures[rows.index[j]] = check_key(k, rows.user_id[j]) or DecodeFailure("KeyMismatch", "key")
+        rows = rows.take(keep)
+    return failures, rows
 
 
 def dlq_headers(record: RawRecord, failure: DecodeFailure) -> list[tuple[str, bytes]]:
