@@ -8,10 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
 
 from backtest.events import EventStream
 from backtest.fold_source import FoldSource
@@ -152,7 +155,7 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
     timings = {"load_s": time.perf_counter() - t0}
     scorer = settings.streamer.scorer
     if opts.model is not None:
-        registry = ModelRegistry(opts.registry or settings.registry.path)
+        registry = ModelRegistry.from_settings(settings, opts.registry)
         version = registry.current_version() if opts.model == "current" else opts.model
         if version is None:
             raise InputError(f"registry {registry.root} has no current model; train one or give --model VERSION")
@@ -174,7 +177,7 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
         history.frame,
         load_training_config(opts.config),
         FeatureConfig.from_settings(settings.features),
-        ModelRegistry(opts.report_dir / "registry"),
+        private_registry(settings, opts.report_dir / "registry"),
         scorer=scorer,
         blend_mlp_weight=settings.streamer.blend_mlp_weight,
         say=say,
@@ -250,3 +253,16 @@ def stream_scores(
     stats.extra["store"] = {k: v for k, v in store.counters.items()}
     client.close()
     return sink.frame(), stats
+
+
+def private_registry(settings: Settings, root: Path) -> ModelRegistry:
+    """The backtest's own registry of fold models: signed with the settings' key, or with a key of this run only
+    (nothing else loads these versions), so the fold models are verified like any other."""
+    import secrets
+
+    from models.registry import ModelRegistry
+    from models.signing import RegistryTrust
+
+    key = settings.registry.signing_key
+    trust = RegistryTrust.of(key if key is not None else secrets.token_hex(32))
+    return ModelRegistry(root, trust=trust)

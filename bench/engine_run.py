@@ -65,7 +65,7 @@ def isolated(base: Settings, registry: Path, engine: str) -> Settings:
     return base.with_overrides(
         topics=topics,
         redis={"namespace": name},
-        registry={"path": str(registry)},
+        registry={"path": str(registry), "allow_unsigned": True},
         streamer={"consumer_group": name, "transactional_id": name, "scorer": "stack"},
     )
 

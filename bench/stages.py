@@ -96,8 +96,9 @@ def scoring(registry: Path, sizes: tuple[int, ...] = SCORING_SIZES) -> dict[str,
     from features.spec import FEATURE_NAMES
     from models.registry import ModelRegistry
 
-    numpy_model = ModelRegistry(registry).load(device="cpu")
-    compiled_model = ModelRegistry(registry).load(device="gpu")  # tf.function path, wherever TF places it
+    bench_registry = ModelRegistry(registry, allow_unsigned=True)
+    numpy_model = bench_registry.load(device="cpu")
+    compiled_model = bench_registry.load(device="gpu")  # tf.function path, wherever TF places it
     rng = np.random.default_rng(0)
     X = np.abs(rng.normal(1.0, 1.0, size=(max(sizes), len(FEATURE_NAMES))))
     paths: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -142,7 +143,8 @@ def training(history: pd.DataFrame, registry: Path, models: tuple[str, ...] = TR
         "alerts_per_day": 40,
     })
     t0 = time.perf_counter()
-    report = run_training(history, cfg, FeatureConfig(), registry=ModelRegistry(registry), force=True)
+    target = ModelRegistry(registry, allow_unsigned=True)
+    report = run_training(history, cfg, FeatureConfig(), registry=target, force=True)
     fold = report["folds"][0]
     return {
         "rows": report["rows"], "frauds": report["frauds"], "total_s": round(time.perf_counter() - t0, 1),
@@ -215,7 +217,7 @@ def _core_cost(frame: pd.DataFrame, batch: int) -> float:
 
     with tempfile.TemporaryDirectory() as root:
         publish_tiny_model(Path(root))
-        model = ModelRegistry(Path(root)).load()
+        model = ModelRegistry(Path(root), allow_unsigned=True).load()
     values = transaction_values(frame.iloc[: 6 * batch])
     users = frame["user_id"].astype(str).tolist()
     offsets: dict[int, int] = {}

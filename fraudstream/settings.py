@@ -130,6 +130,12 @@ class FeatureSettings(_Section):
 
 class RegistrySettings(_Section):
     path: Path = Path(".fraudstream/registry")
+    #: HMAC-SHA256 key that signs every version's manifest (which holds every file's sha256). Unset: publishing
+    #: and loading refuse, unless allow_unsigned.
+    signing_key: SecretStr | None = None
+    #: Development only (the embedded demo and the tests): publish unsigned versions when no key is set, and load
+    #: a version whose manifest is unsigned. A signed manifest is still checked when a key is set.
+    allow_unsigned: bool = False
 
 
 class DatabaseSettings(_Section):
@@ -211,7 +217,12 @@ class StreamerSettings(_Section):
     metrics_port: int = Field(default=9108, ge=0, lt=65536)
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, lt=65536)
-    redis_retry_max_s: PositiveFloat = 30.0
+    #: Redis retry backoff: 0.1 s doubling up to this, each wait drawn uniformly below it (full jitter).
+    redis_retry_max_s: PositiveFloat = 4.0
+    #: kafka engine: the longest a broker or coordinator failure may stall it once the broker answers again: a
+    #: commit that has not returned by then is given up and the producer rebuilt; a member with partitions to
+    #: take but no assignment or progress for this long is restarted (new consumers); close() waits at most this.
+    recovery_timeout_s: float = Field(default=60.0, ge=5.0, le=600.0)
 
 
 class Settings(BaseSettings):

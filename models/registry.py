@@ -1,7 +1,11 @@
-"""The model registry: a folder of immutable versions with sha256 manifests and an atomically replaced `current`.
+"""The model registry: a folder of immutable versions with signed sha256 manifests and an atomic `current`.
 
-Layout: <root>/versions/<version>/{manifest.json, preprocessor.json, mlp.keras, mlp_weights.npz, stack.pkl} and
-<root>/current (one line: the version). Every file's hash is checked before anything is loaded or unpickled.
+Layout: <root>/versions/<version>/{manifest.json, manifest.sig, preprocessor.json, mlp.keras, mlp_weights.npz,
+stack.skops} and <root>/current (one line: the version). Loading a version, in this order: the manifest's
+HMAC-SHA256 signature (models/signing.py: the key from FRAUD_REGISTRY__SIGNING_KEY), then every file's sha256
+against the signed manifest, and only then is any file parsed. The stack is stored with skops (no pickle: only
+the scikit-learn, NumPy, SciPy and fraudstream model types it names are built); a version published before that
+holds stack.pkl, unpickled only once its signature and hash have been checked.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from fraudstream.errors import ArtifactIntegrityError, ModelError, PromotionRefu
 from models.audit import Action, append_audit
 from models.loaded import LoadedModel, MLPWeights
 from models.preprocess import Preprocessor
+from models.signing import SIGNATURE, RegistryTrust
+
+if TYPE_CHECKING:
+    from fraudstream.settings import Settings
 
 if TYPE_CHECKING:  # models.bundle imports models.mlp and scikit-learn: publishing needs them, loading does not
     from models.bundle import ModelBundle
@@ -33,6 +41,8 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 #: The parts of a version each scorer needs (`load(..., scorers=...)` reads only these).
 SCORER_PARTS = {"mlp": ("mlp",), "stack": ("stack",), "blend": ("mlp", "stack")}
+#: The top-level modules whose types a stored stack may name (skops builds nothing else).
+SKOPS_TRUSTED_MODULES = frozenset({"sklearn", "numpy", "scipy", "imblearn", "models"})
 
 
 def sha256_file(path: Path) -> str:
@@ -80,9 +90,25 @@ def _atomic_write(path: Path, text: str) -> None:
 class ModelRegistry:
     """Publishes, promotes and loads model versions under one root folder."""
 
-    def __init__(self, root: Path, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        clock: Clock | None = None,
+        *,
+        trust: RegistryTrust | None = None,
+        allow_unsigned: bool = False,
+    ) -> None:
+        """trust: the signing key and policy (default: no key, so nothing unsigned loads unless allow_unsigned)."""
         self.root = Path(root)
         self.clock = clock or SystemClock()
+        self.trust = trust or RegistryTrust(None, allow_unsigned)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, root: Path | None = None, clock: Clock | None = None) -> ModelRegistry:
+        """The registry of the settings (or `root`), with the settings' signing key and unsigned policy."""
+        cfg = settings.registry
+        trust = RegistryTrust.of(cfg.signing_key, cfg.allow_unsigned)
+        return cls(root if root is not None else cfg.path, clock, trust=trust)
 
     @property
     def _versions_dir(self) -> Path:
@@ -128,6 +154,7 @@ class ModelRegistry:
         """Write a new version; make it current if not worse than the champion (or forced). Returns the version."""
         if PRIMARY_METRIC not in metrics:
             raise ModelError(f"metrics must include '{PRIMARY_METRIC}' (the promotion metric)")
+        self.trust.require_signer()  # before any file is written
         created = self.clock.now()
         version = f"{created:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self._versions_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +182,11 @@ class ModelRegistry:
             "files": {name: sha256_file(staging / name) for name in files},
             **({"extra": extra} if extra else {}),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        signature = self.trust.sign(manifest_bytes)
+        (staging / MANIFEST).write_bytes(manifest_bytes)
+        if signature is not None:
+            (staging / SIGNATURE).write_bytes(signature)
         os.replace(staging, self._versions_dir / version)
         if promote:
             self.promote(version, force=force, action="publish")
@@ -170,9 +201,10 @@ class ModelRegistry:
             np.savez(folder / "mlp_weights.npz", *bundle.mlp.weights_)
             files += ["mlp.keras", "mlp_weights.npz"]
         if bundle.stack is not None:
-            with (folder / "stack.pkl").open("wb") as handle:
-                pickle.dump(bundle.stack, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            files.append("stack.pkl")
+            import skops.io
+
+            skops.io.dump(bundle.stack, folder / "stack.skops")
+            files.append("stack.skops")
         return files
 
     def promote(
@@ -204,9 +236,21 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------ loading
     def verify(self, version: str) -> dict[str, Any]:
-        """Check the sha256 of every file listed in the manifest; returns the manifest."""
-        manifest = self.manifest(version)
+        """Check the manifest's signature, then the sha256 of every file it lists; returns the manifest.
+
+        Nothing but manifest.json and manifest.sig is read before the signature holds."""
         folder = self._versions_dir / version
+        manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
+        if not manifest_path.is_file():
+            self.manifest(version)  # raises: not found, with the known versions
+        manifest_bytes = manifest_path.read_bytes()
+        signature = signature_path.read_bytes() if signature_path.is_file() else None
+        self.trust.check(version, manifest_bytes, signature)
+        manifest = self.manifest(version)
+        if manifest.get("version", version) != version:
+            raise ArtifactIntegrityError(
+                f"model version {version} refused: its signed manifest is for version {manifest.get('version')}"
+            )
         for name, expected in dict(manifest.get("files", {})).items():
             path = folder / name
             if not path.is_file():
@@ -254,9 +298,11 @@ class ModelRegistry:
                     manifest["mlp_activation"],
                 )
         stack = None
-        if "stack" in parts and "stack.pkl" in manifest["files"]:
+        if "stack" in parts and "stack.skops" in manifest["files"]:
+            stack = _load_skops(version, folder / "stack.skops")
+        elif "stack" in parts and "stack.pkl" in manifest["files"]:  # published before skops
             with (folder / "stack.pkl").open("rb") as handle:
-                stack = pickle.load(handle)  # safe: every hash verified above
+                stack = pickle.load(handle)  # only after its signature and hash were verified above
         return LoadedModel(
             version=version,
             input_names=tuple(manifest["input_names"]),
@@ -281,3 +327,24 @@ class ModelRegistry:
         if not parts:
             raise ModelError(f"loading model version {version} for no scorer at all; name mlp, stack or blend")
         return parts
+
+
+def _load_skops(version: str, path: Path) -> Any:
+    """The stack from its skops file, building only types of the trusted libraries (skops never unpickles)."""
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+        foreign = [t for t in untrusted if t.split(".", 1)[0] not in SKOPS_TRUSTED_MODULES]
+        if foreign:
+            raise ArtifactIntegrityError(
+                f"model version {version}: stack.skops names types outside scikit-learn/NumPy/SciPy/fraudstream "
+                f"({', '.join(sorted(foreign)[:3])}); refusing to load it"
+            )
+        return skops.io.load(path, trusted=untrusted)
+    except ArtifactIntegrityError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any skops failure is a corrupt artifact, said in one line
+        raise ArtifactIntegrityError(
+            f"model version {version}: stack.skops cannot be read ({type(exc).__name__}: {exc}); republish the model"
+        ) from None

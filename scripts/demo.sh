@@ -12,6 +12,8 @@ mkdir -p "$DEMO"
 RUN=$(date +%Y%m%d%H%M%S)
 export FRAUD_REDIS__NAMESPACE="demo$RUN" FRAUD_STREAMER__CONSUMER_GROUP="fraudstream-demo"
 export FRAUD_REGISTRY__PATH="$DEMO/registry"
+# Development only: the demo's registry is unsigned. Production sets FRAUD_REGISTRY__SIGNING_KEY instead.
+export FRAUD_REGISTRY__ALLOW_UNSIGNED=true
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -62,7 +62,7 @@ def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> Mo
     """
     from models.registry import ModelRegistry
 
-    registry = ModelRegistry(settings.registry.path)
+    registry = ModelRegistry.from_settings(settings)  # signing key and policy: a reload is verified as well
     holder = ModelHolder(
         registry,
         reload_poll_s=settings.streamer.reload_poll_s,

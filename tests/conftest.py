@@ -29,6 +29,8 @@ def make_test_settings(**sections: dict[str, object]) -> Settings:
     """Settings for tests: the environment's FRAUD_* values, the test stack's ports, and overrides."""
     embedded = {k: v for k, v in TEST_EMBEDDED.items() if f"FRAUD_EMBEDDED__{k.upper()}" not in os.environ}
     data: dict[str, dict[str, object]] = {"embedded": embedded}
+    if "FRAUD_REGISTRY__SIGNING_KEY" not in os.environ:  # the tests' registries are unsigned (development)
+        data["registry"] = {"allow_unsigned": True}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return build_settings(data)

@@ -21,6 +21,7 @@ def env_for(settings: Settings) -> dict[str, str]:
             "FRAUD_REDIS__URL": settings.redis_url,
             "FRAUD_REDIS__NAMESPACE": settings.redis.namespace,
             "FRAUD_REGISTRY__PATH": str(settings.registry.path),
+            "FRAUD_REGISTRY__ALLOW_UNSIGNED": str(settings.registry.allow_unsigned),
             "FRAUD_STREAMER__METRICS_PORT": "0",
             "FRAUD_LOG_LEVEL": "WARNING",
             "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -32,6 +33,10 @@ def env_for(settings: Settings) -> dict[str, str]:
              "commit_interval_ms", "processing_guarantee")
     for name in names:
         env[f"FRAUD_STREAMER__{name.upper()}"] = str(getattr(settings.streamer, name))
+    for section, name in (("registry", "signing_key"), ("streamer", "user_id_hmac_key")):
+        secret = getattr(getattr(settings, section), name)
+        if secret is not None:
+            env[f"FRAUD_{section.upper()}__{name.upper()}"] = secret.get_secret_value()
     return env
 
 

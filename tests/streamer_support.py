@@ -12,14 +12,17 @@ from fraudstream.contracts import SCHEMA_VERSION, SCHEMA_VERSION_HEADER, Transac
 TINY_FEATURES = ("amount", "amount_ratio_mean_30d", "new_merchant", "dist_prev_km")
 
 
-def publish_tiny_model(root: Path, *, threshold: float = 0.5, seed: int = 0) -> str:
-    """Fit a logistic regression (as the bundle's `stack`) on synthetic vectors and publish it; returns the version."""
+def publish_tiny_model(root: Path, *, threshold: float = 0.5, seed: int = 0, signing_key: str | None = None) -> str:
+    """Fit a logistic regression (as the bundle's `stack`) on synthetic vectors and publish it; returns the version.
+
+    Unsigned (the tests' registries allow it) unless signing_key is given."""
     from sklearn.linear_model import LogisticRegression
 
     from features.spec import FEATURE_NAMES, feature_spec_hash
     from models.bundle import ModelBundle
     from models.preprocess import Preprocessor
     from models.registry import ModelRegistry
+    from models.signing import RegistryTrust
 
     rng = np.random.default_rng(seed)
     n = 4000
@@ -43,7 +46,8 @@ def publish_tiny_model(root: Path, *, threshold: float = 0.5, seed: int = 0) -> 
         feature_spec_hash=feature_spec_hash(),
         contribution_weights=np.abs(clf.coef_[0]) / np.abs(clf.coef_[0]).sum(),
     )
-    return ModelRegistry(root).publish(
+    trust = RegistryTrust.of(signing_key, allow_unsigned=signing_key is None)
+    return ModelRegistry(root, trust=trust).publish(
         bundle,
         metrics={"average_precision": 0.9},
         holdout_id="tiny",

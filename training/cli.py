@@ -51,7 +51,7 @@ def train(
     from training.report import write_report
 
     console = Console(stderr=True)
-    target = None if no_publish else ModelRegistry(registry or settings.registry.path)
+    target = None if no_publish else ModelRegistry.from_settings(settings, registry)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("building features", total=None)
         report = run_training(

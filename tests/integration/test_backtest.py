@@ -110,7 +110,7 @@ def _make_live_state(settings: Settings, history: Path, tmp_path: Path) -> None:
     records = stream.records(0, len(stream))
     store = RedisFeatureStore(redis_client(settings), settings.redis.namespace, FeatureConfig(), partitions=6)
     version = publish_tiny_model(tmp_path / "live-registry")
-    model = ModelRegistry(tmp_path / "live-registry").load(version)
+    model = ModelRegistry(tmp_path / "live-registry", allow_unsigned=True).load(version)
     StreamProcessor(settings, store, ModelHolder.fixed(model), SystemClock()).process(records)
     ensure_topics(settings, [settings.topics.transactions], settings.topics.partitions)
     producer = Producer(producer_config(settings))

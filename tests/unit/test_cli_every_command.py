@@ -106,11 +106,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(workdir: Path) -> dict[str, str]:
+    from tests.streamer_support import publish_tiny_model
+
     registry = workdir / "registry"
-    registry.mkdir()
-    # The streamer checks only that the registry names a current version before it waits for Kafka and Redis;
-    # the model itself is loaded after that wait.
-    (registry / "current").write_text("v-cli-test\n")
+    # The streamer checks that the registry's current version is trusted (signature, hashes) before it waits for
+    # Kafka and Redis; the model itself is loaded after that wait. This registry is unsigned (development).
+    publish_tiny_model(registry)
     base = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     base.update({
         "FRAUD_KAFKA__BOOTSTRAP_SERVERS": KAFKA,
@@ -120,6 +121,7 @@ def env(workdir: Path) -> dict[str, str]:
         "FRAUD_EMBEDDED__START_TIMEOUT_S": "2",
         "FRAUD_EMBEDDED__STATE_DIR": str(workdir / "state"),
         "FRAUD_REGISTRY__PATH": str(registry),
+        "FRAUD_REGISTRY__ALLOW_UNSIGNED": "true",
     })
     return base
 
@@ -246,7 +248,7 @@ def test_a_worker_whose_dependencies_are_down_says_so_at_once_and_stops_at_the_b
         f"Kafka at {KAFKA}", f"Redis at {REDIS}"
     }, result.err
     for line in warnings:
-        assert "retrying after 0.5 s, doubling up to every 30 s" in line and "giving up after 2 s (--idle-exit)" in line
+        assert "retrying after 0.5 s, doubling up to every 4 s" in line and "giving up after 2 s (--idle-exit)" in line
     assert "did not answer within 2 s (--idle-exit)" in _error_line(result)
     assert result.seconds < 20
 

@@ -32,7 +32,7 @@ NOW = datetime(2024, 2, 1, tzinfo=UTC)
 def model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root: Path = tmp_path_factory.mktemp("registry")
     publish_tiny_model(root)
-    return ModelRegistry(root).load()
+    return ModelRegistry(root, allow_unsigned=True).load()
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ from streamer.core import RawRecord
 from streamer.runtime import build_runtime
 
 settings = build_settings(
-    {"registry": {"path": args["registry"]}, "streamer": {"scorer": args["scorer"]}}, environ={}
+    {"registry": {"path": args["registry"], "allow_unsigned": True}, "streamer": {"scorer": args["scorer"]}},
+    environ={},
 )
 runtime = build_runtime(settings, store=InMemoryFeatureStore(), clock=ManualClock(datetime(2024, 1, 10, tzinfo=UTC)))
 headers = [(k, v.encode()) for k, v in args["headers"]]
@@ -105,7 +106,7 @@ def softmax_bundle() -> tuple[ModelBundle, np.ndarray]:
 def registry_root(tmp_path_factory: pytest.TempPathFactory, softmax_bundle: tuple[ModelBundle, np.ndarray]) -> Path:
     root = tmp_path_factory.mktemp("lean-registry")
     bundle, _ = softmax_bundle
-    ModelRegistry(root).publish(
+    ModelRegistry(root, allow_unsigned=True).publish(
         bundle, metrics={"average_precision": 0.5}, holdout_id="h", data_range=("a", "b"), seed=0, force=True
     )
     return root
@@ -186,7 +187,7 @@ def test_numpy_scores_from_exported_weights_equal_keras_predict(tmp_path: Path, 
     import keras
 
     bundle, X = _mlp_and_stack_bundle(output)
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     version = reg.publish(bundle, metrics={"average_precision": 0.5}, holdout_id="h", data_range=("a", "b"), seed=0)
     loaded = reg.load(version, device="auto", scorers=("mlp",))
     assert loaded.device == "CPU" and loaded.scorers == ("mlp",)
@@ -203,9 +204,9 @@ def test_loading_for_the_mlp_never_unpickles_the_stack(
     from fraudstream.errors import ArtifactIntegrityError, ModelError
 
     bundle, X = softmax_bundle
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     version = reg.publish(bundle, metrics={"average_precision": 0.5}, holdout_id="h", data_range=("a", "b"), seed=0)
-    stack_file = tmp_path / "versions" / version / "stack.pkl"
+    stack_file = tmp_path / "versions" / version / "stack.skops"
     manifest = json.loads((stack_file.parent / "manifest.json").read_text())
     lean = reg.load(version, scorers=("mlp",))
     assert lean.scorers == ("mlp",)
@@ -216,7 +217,7 @@ def test_loading_for_the_mlp_never_unpickles_the_stack(
     np.testing.assert_allclose(lean.score(X, "mlp"), full.score(X, "mlp"), rtol=0, atol=0)
     with pytest.raises(ModelError, match="unknown scorer"):
         reg.load(version, scorers=("gbm",))
-    assert manifest["files"]["stack.pkl"]
-    stack_file.write_bytes(b"not a pickle")  # a tampered file is still refused, even when not unpickled
+    assert manifest["files"]["stack.skops"]
+    stack_file.write_bytes(b"not a skops file")  # a tampered file is still refused, even when not loaded
     with pytest.raises(ArtifactIntegrityError):
         reg.load(version, scorers=("mlp",))

@@ -40,7 +40,7 @@ def test_mlp_bundle_round_trips_through_the_registry(tmp_path: Path) -> None:
     mlp = FraudMLP(epochs=2, batch_size=64, class_weight="balanced").fit(pre.transform(X), y)
     names = tuple(f"f{i}" for i in range(5))
     bundle = ModelBundle(names, names, pre, mlp, None, {"mlp": 0.5}, "spec")
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     version = reg.publish(bundle, metrics={"average_precision": 0.3}, holdout_id="h", data_range=("a", "b"), seed=0)
     loaded = reg.load(version, device="cpu", expected_spec_hash="spec")
     assert loaded.device == "CPU"

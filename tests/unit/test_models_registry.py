@@ -56,13 +56,13 @@ def _publish(reg: ModelRegistry, ap: float, holdout: str = "h1", **kw: Any) -> s
 
 
 def test_publish_then_load_scores_like_the_trained_model(tmp_path: Path) -> None:
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     bundle = _bundle()
     version = reg.publish(bundle, metrics={"average_precision": 0.4}, holdout_id="h", data_range=("a", "b"), seed=3)
     assert reg.current_version() == version and reg.versions() == [version]
     manifest = reg.manifest(version)
     assert manifest["feature_spec_hash"] == SPEC and manifest["seed"] == 3 and manifest["thresholds"] == {"stack": 0.3}
-    assert set(manifest["files"]) == {"preprocessor.json", "stack.pkl"}
+    assert set(manifest["files"]) == {"preprocessor.json", "stack.skops"}
     loaded = reg.load(expected_spec_hash=SPEC)
     X = np.random.default_rng(1).normal(size=(50, 4))
     expected = bundle.stack.predict_proba(bundle.preprocessor.transform(X[:, :3]))[:, 1]
@@ -73,13 +73,11 @@ def test_publish_then_load_scores_like_the_trained_model(tmp_path: Path) -> None
         loaded.score(X, "mlp")
 
 
-def test_flipped_byte_is_refused_before_anything_is_unpickled(tmp_path: Path) -> None:
-    reg = ModelRegistry(tmp_path)
-    version = reg.publish(_bundle(stack=ExplodesWhenUnpickled()), metrics={"average_precision": 0.1},
-                          holdout_id="h", data_range=("a", "b"), seed=0)
-    with pytest.raises(RuntimeError, match="unpickled"):  # untouched: the loader does unpickle it
-        reg.load(version, expected_spec_hash=SPEC)
-    path = tmp_path / "versions" / version / "stack.pkl"
+def test_flipped_byte_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
+    version = _publish(reg, 0.1)
+    reg.load(version, expected_spec_hash=SPEC)  # untouched: loads
+    path = tmp_path / "versions" / version / "stack.skops"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -87,8 +85,16 @@ def test_flipped_byte_is_refused_before_anything_is_unpickled(tmp_path: Path) ->
         reg.load(version, expected_spec_hash=SPEC)
 
 
+def test_a_stack_of_a_type_outside_the_trusted_libraries_is_never_built(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
+    version = reg.publish(_bundle(stack=ExplodesWhenUnpickled()), metrics={"average_precision": 0.1},
+                          holdout_id="h", data_range=("a", "b"), seed=0)
+    with pytest.raises(ArtifactIntegrityError, match="names types outside"):
+        reg.load(version, expected_spec_hash=SPEC)
+
+
 def test_missing_file_and_spec_mismatch_are_refused(tmp_path: Path) -> None:
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     version = _publish(reg, 0.5)
     with pytest.raises(ModelError, match="retrain the model"):
         reg.load(version, expected_spec_hash="another-spec")
@@ -98,7 +104,7 @@ def test_missing_file_and_spec_mismatch_are_refused(tmp_path: Path) -> None:
 
 
 def test_worse_challenger_is_refused_but_stays_published(tmp_path: Path) -> None:
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     champion = _publish(reg, 0.60)
     with pytest.raises(PromotionRefused, match="worse than champion"):
         _publish(reg, 0.55)
@@ -110,7 +116,7 @@ def test_worse_challenger_is_refused_but_stays_published(tmp_path: Path) -> None
 
 
 def test_other_holdout_cannot_be_compared(tmp_path: Path) -> None:
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     champion = _publish(reg, 0.60, holdout="h1")
     with pytest.raises(PromotionRefused, match="same holdout"):
         _publish(reg, 0.90, holdout="h2")
@@ -121,4 +127,4 @@ def test_other_holdout_cannot_be_compared(tmp_path: Path) -> None:
 
 def test_empty_registry_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="fraudstream train"):
-        ModelRegistry(tmp_path).load(expected_spec_hash=SPEC)
+        ModelRegistry(tmp_path, allow_unsigned=True).load(expected_spec_hash=SPEC)

@@ -32,7 +32,7 @@ def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(registry_root: Path) -> Any:
-    return ModelRegistry(registry_root).load()
+    return ModelRegistry(registry_root, allow_unsigned=True).load()
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_top_reasons_are_the_largest_contributions_per_row() -> None:
 
 def test_holder_swaps_to_a_new_current_version_in_the_background(tmp_path: Path) -> None:
     first = publish_tiny_model(tmp_path, threshold=0.5)
-    holder = ModelHolder(ModelRegistry(tmp_path), reload_poll_s=0.05).start()
+    holder = ModelHolder(ModelRegistry(tmp_path, allow_unsigned=True), reload_poll_s=0.05).start()
     try:
         assert holder.version == first
         old_model = holder.model
@@ -79,10 +79,10 @@ def test_holder_swaps_to_a_new_current_version_in_the_background(tmp_path: Path)
 
 def test_holder_keeps_the_old_model_when_a_new_version_is_tampered(tmp_path: Path) -> None:
     first = publish_tiny_model(tmp_path)
-    holder = ModelHolder(ModelRegistry(tmp_path))
+    holder = ModelHolder(ModelRegistry(tmp_path, allow_unsigned=True))
     time.sleep(1.1)
     second = publish_tiny_model(tmp_path, seed=2)
-    (tmp_path / "versions" / second / "stack.pkl").write_bytes(b"tampered")
+    (tmp_path / "versions" / second / "stack.skops").write_bytes(b"tampered")
     assert holder.check_once() is False
     assert holder.version == first and holder.last_error and "sha256" in holder.last_error
 

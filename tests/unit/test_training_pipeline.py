@@ -38,7 +38,7 @@ def handbook_style(days: int = 30, users: int = 60, fraud: bool = True, seed: in
 
 def test_run_publishes_a_loadable_bundle(tmp_path: Path) -> None:
     cfg = training_config({**FAST, "models": ("logistic_regression", "mlp", "stack")})
-    reg = ModelRegistry(tmp_path)
+    reg = ModelRegistry(tmp_path, allow_unsigned=True)
     report = run_training(canonical_from_handbook(handbook_style()), cfg, FeatureConfig(), registry=reg)
     assert report["promotion"] == "current" and reg.current_version() == report["version"]
     assert set(report["mean_metrics"]) == {"logistic_regression", "mlp", "stack", "blend"}
