@@ -21,7 +21,7 @@ from fraudstream.settings import build_settings
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "deploy" / "schema" / "compose-spec.json"
 #: What a user exports before `docker compose up` (the README's example values).
-REQUIRED_ENV = {"REDIS_PASSWORD": "r" * 32, "USER_ID_HMAC_KEY": "h" * 64}
+REQUIRED_ENV = {"REDIS_PASSWORD": "r" * 32, "USER_ID_HMAC_KEY": "h" * 64, "REGISTRY_SIGNING_KEY": "s" * 64}
 #: The uid the fraudstream images run as (Dockerfile).
 SERVICE_UID = "10001"
 
