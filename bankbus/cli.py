@@ -206,8 +206,50 @@ def replay(
     _done(f"replayed into {to_topic}", report)
 
 
+demo_app = typer.Typer(help="Helpers of the live demo (scripts/demo.sh): split a simulated world, watch quality.",
+                       no_args_is_help=True)
+
+
+@demo_app.command("split")
+def demo_split(
+    world: Path = typer.Argument(..., help="A simulated canonical file with its truth (is_fraud)."),
+    history: Path = typer.Option(..., help="Out: every day before the live days (to train on)."),
+    warmup: Path = typer.Option(..., help="Out: the warm-up days just before the live days."),
+    live: Path = typer.Option(..., help="Out: the live days."),
+    live_days: int = typer.Option(2, min=1, help="The last N days are live."),
+    warmup_days: int = typer.Option(30, min=0, help="Days the streamer reads first (features' longest window)."),
+) -> None:
+    """Cut a simulated world by day into history, warm-up and live files."""
+    from bankbus.demo import split_world
+
+    n = split_world(world, history, warmup, live, live_days=live_days, warmup_days=warmup_days)
+    typer.echo(f"history {n[0]:,} transactions ({history}), warm-up {n[1]:,} ({warmup}), live {n[2]:,} ({live})")
+
+
+@demo_app.command("watch")
+def demo_watch(
+    ctx: typer.Context,
+    truth: Path = typer.Option(..., help="The live file with the simulator's truth (is_fraud)."),
+    since_ms: int = typer.Option(..., help="Read scores and alerts from this Kafka time (epoch ms)."),
+    expected: int = typer.Option(0, min=0, help="Transactions the demo will publish (warm-up + live)."),
+    warmup: int = typer.Option(0, min=0, help="Scores to see before the live part counts (warm-up rows)."),
+    ready: Path | None = typer.Option(None, help="Touched once the warm-up is scored."),
+    summary: Path | None = typer.Option(None, help="Where the final figures go (JSON)."),
+    every: float = typer.Option(5.0, min=0.5, help="Seconds between two quality lines."),
+) -> None:
+    """Print live alerts marked with the truth and the alert quality every few seconds; final figures on SIGTERM."""
+    from bankbus.demo import Watch
+    from bankbus.quality import Truth
+    from fraudstream.cli import settings_of
+
+    watch = Watch(settings_of(ctx), Truth.from_file(truth), since_ms=since_ms, expected=expected, warmup=warmup,
+                  ready=ready, summary=summary, echo=lambda line: typer.echo(line), every_s=every)
+    watch.run()
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
     app.command("import")(import_data)
     app.command("publish")(publish)
     app.command("replay")(replay)
+    app.add_typer(demo_app, name="demo")

@@ -17,10 +17,11 @@ id. The offsets are committed with a consumer that never joins the group (the gr
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from fraudstream.errors import InfraError, InputError
 from fraudstream.kafka_config import consumer_config
@@ -82,7 +83,7 @@ def place(settings: Settings, group: str, topic: str, start: StartPosition) -> P
     consumer = Consumer(consumer_config(settings, group))
     try:
         partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
-        committed = consumer.committed(partitions, timeout=timeout)
+        committed = _committed(consumer, partitions, timeout)
         if any(tp.offset >= 0 for tp in committed):
             return Placement(group, topic, False, {tp.partition: tp.offset for tp in committed}, 0)
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout) for tp in partitions}
@@ -104,6 +105,26 @@ def place(settings: Settings, group: str, topic: str, start: StartPosition) -> P
         ) from None
     finally:
         consumer.close()
+
+
+#: Coordinator errors of a broker still creating __consumer_offsets or loading a group: retried.
+_RETRIABLE = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+              KafkaError._TIMED_OUT}
+
+
+def _committed(consumer: Consumer, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+    """consumer.committed(), retried (0.2 s doubling to 2 s) for up to 3 x timeout while the coordinator settles."""
+    deadline, delay = time.monotonic() + 3 * timeout, 0.2
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=timeout))
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not isinstance(error, KafkaError) or error.code() not in _RETRIABLE or time.monotonic() > deadline:
+                raise
+            log.debug("group coordinator not ready (%s); retrying in %.1f s", error.str(), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def place_groups(settings: Settings, engine: str, start: StartPosition | None) -> list[Placement]:
