@@ -134,9 +134,10 @@ class KeyValueFeatureStore(ABC):
         fresh_merchants = [rows.merchant_id[i] for i in fresh_at]
         merchants = sorted(set(fresh_merchants))
         names = [self._merchant_keys(m) for m in merchants]
-        groups: list[tuple[str, list[str]]] = [
-            (keys.txn_tag(p), [k for k in batch_users if partition_of[k] == p]) for p in parts
-        ]
+        own: dict[int, list[str]] = {p: [] for p in parts}
+        for k in batch_users:
+            own[partition_of[k]].append(k)
+        groups: list[tuple[str, list[str]]] = [(keys.txn_tag(p), own[p]) for p in parts]
         groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names]) for p in range(self.partitions)]
         groups += [(keys.label_tag(p), [fr[p] for _, fr in names]) for p in range(self.label_partitions)]
         states, cached = self._fetch(groups, replays)

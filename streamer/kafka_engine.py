@@ -21,7 +21,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,8 +32,9 @@ from fraudstream.settings import Settings
 from streamer.checkpoint import Checkpoint, Checkpointer, Partition, Status
 from streamer.core import BatchResult, RawRecord, StreamProcessor
 from streamer.kafka_tx import IdempotentOutput, Output, TransactionalOutput
-from streamer.metrics import RecentValues, StreamMetrics
+from streamer.metrics import StreamMetrics
 from streamer.progress import ProgressLog
+from streamer.stats import EngineStats
 
 log = logging.getLogger(__name__)
 
@@ -46,47 +46,27 @@ SESSION_TIMEOUT_MS = 10_000
 #: Prefetched records librdkafka keeps per consumer (its default, 64 MiB, is what a worker behind a backlog holds in
 #: RSS); 16 MiB is still several 2,000-record batches ahead.
 PREFETCH_KBYTES = 16_384
-#: How many recent per-record latencies a worker keeps for its summary.
-LATENCY_WINDOW = 100_000
 #: With --idle-exit, how long a worker waits for its first assignment before idleness counts.
 UNASSIGNED_GRACE_S = 60.0
 #: The most close() waits for the last commit, then for the producer's flush.
 CLOSE_TIMEOUT_S = 10.0
-
-@dataclass
-class EngineStats:
-    batches: int = 0
-    transactions: int = 0  # checkpoints committed (exactly once: Kafka transactions)
-    records: int = 0
-    events: int = 0
-    alerts: int = 0
-    dlq: int = 0
-    late: int = 0
-    replayed: int = 0
-    redis_retries: int = 0
-    kafka_retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    first_data_at: float | None = None  # monotonic time the first records arrived
-    last_commit_at: float | None = None  # monotonic time the last batch committed
-    #: broker timestamp -> checkpoint committed, seconds, for the most recent records (allocated once: no growth)
-    latencies_s: RecentValues = field(default_factory=lambda: RecentValues(LATENCY_WINDOW))
-
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
     return raw.encode() if isinstance(raw, str) else raw
 
 
 def to_raw(message: Message) -> RawRecord:
+    """An engine-neutral record (a plain Consumer gives bytes keys, values and header values; no conversion)."""
     ts_type, ts = message.timestamp()
-    headers: list[Any] = list(message.headers() or [])
+    headers = message.headers()
     return RawRecord(
-        topic=str(message.topic()),
-        partition=int(message.partition() or 0),
-        offset=int(message.offset() or 0),
-        key=_as_bytes(message.key()),
-        value=_as_bytes(message.value()),
-        headers=[(str(name), _as_bytes(value)) for name, value in headers],
-        timestamp_ms=ts if ts_type != 0 else None,
+        message.topic(),  # type: ignore[arg-type]  # set on every consumed message
+        message.partition(),  # type: ignore[arg-type]
+        message.offset(),  # type: ignore[arg-type]
+        _as_bytes(message.key()),
+        _as_bytes(message.value()),
+        headers if headers is not None else [],  # type: ignore[arg-type]
+        ts if ts_type != 0 else None,
     )
 
 
@@ -235,6 +215,8 @@ class KafkaEngine:
         return records + self._records(labels)
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
+        if not any(m.error() for m in messages):  # the usual batch
+            return [to_raw(m) for m in messages]
         records = []
         for message in messages:
             error = message.error()

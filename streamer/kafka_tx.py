@@ -43,16 +43,11 @@ class Output(Protocol):
 
 
 def produce_all(producer: Producer, messages: Sequence[OutputMessage], **kwargs: Any) -> None:
+    produce = producer.produce
     for message in messages:
         while True:
             try:
-                producer.produce(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=list[tuple[str, str | bytes | None]](message.headers),
-                    **kwargs,
-                )
+                produce(message.topic, message.value, message.key, headers=message.headers, **kwargs)  # type: ignore[arg-type]
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 producer.poll(0.05)
