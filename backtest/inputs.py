@@ -6,13 +6,13 @@ Rows are deduplicated on transaction_id and sorted by event time (stable), so ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bankbus.topic_history import History
 from fraudstream.errors import DataError, InputError
 
 if TYPE_CHECKING:
@@ -20,16 +20,6 @@ if TYPE_CHECKING:
 
 HANDBOOK_MARKERS = ("TX_DATETIME", "TERMINAL_ID", "CUSTOMER_ID", "TX_AMOUNT")
 FOLDER_GLOB = "transactions_*.parquet"
-
-
-@dataclass(frozen=True)
-class History:
-    """The canonical frame (Transaction columns + is_fraud), sorted by time, and where it came from."""
-
-    frame: pd.DataFrame
-    source: str
-    duplicates_dropped: int = 0
-    rejected_rows: int = 0
 
 
 def history_files(path: Path) -> list[Path]:

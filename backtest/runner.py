@@ -89,7 +89,7 @@ class Prepared:
 
 def load_input(settings: Settings, opts: BacktestOptions) -> History:
     if opts.from_topic:
-        from backtest.topic_input import load_topic_history
+        from bankbus.topic_history import load_topic_history
 
         if opts.start is None or opts.end is None:
             raise InputError("--from-topic needs --start and --end (the time range of the transactions topic)")

@@ -1,4 +1,5 @@
-"""Backtest input from a time range of the transactions topic, with its verdicts from the labels topic.
+"""History from a time range of the transactions topic, with its verdicts from the labels topic: what
+`fraudstream train --from-topics` trains on and `fraudstream backtest --from-topic` replays.
 
 Both are read with assign() by a consumer that never commits (bankbus.replay), so no group is touched. A transaction
 is a fraud when its latest verdict says so; records that fail the contract are counted and left out.
@@ -6,17 +7,27 @@ is a fraud when its latest verdict says so; records that fail the contract are c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
 from pydantic import ValidationError
 
-from backtest.inputs import History
 from fraudstream.contracts import Label, Transaction
 from fraudstream.errors import InputError
 from fraudstream.settings import Settings
 
 FAR_FUTURE = datetime(2099, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class History:
+    """The canonical frame (Transaction columns + is_fraud), sorted by time, and where it came from."""
+
+    frame: pd.DataFrame
+    source: str
+    duplicates_dropped: int = 0
+    rejected_rows: int = 0
 
 
 def load_topic_history(settings: Settings, start: datetime, end: datetime) -> History:

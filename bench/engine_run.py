@@ -81,7 +81,7 @@ def main() -> None:
     configure_logging(base.log_level, base.log_format)
 
     from fraudstream.infra.topics import ensure_topics
-    from tests.streamer_support import publish_tiny_model
+    from models.tiny import publish_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = isolated(base, Path(tmp) / "registry", args.engine)

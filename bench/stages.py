@@ -210,10 +210,10 @@ def _core_cost(frame: pd.DataFrame, batch: int) -> float:
     from fraudstream.contracts import SCHEMA_VERSION, SCHEMA_VERSION_HEADER
     from fraudstream.settings import build_settings
     from models.registry import ModelRegistry
+    from models.tiny import publish_tiny_model
     from state.store import InMemoryFeatureStore
     from streamer.core import RawRecord, StreamProcessor
     from streamer.scoring import ModelHolder
-    from tests.streamer_support import publish_tiny_model
 
     with tempfile.TemporaryDirectory() as root:
         publish_tiny_model(Path(root))

@@ -37,8 +37,8 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that rebuilds `settings` in a child process (tests.faust_support.settings_env)."""
-    from tests.faust_support import settings_env as env_of
+    """The environment that rebuilds `settings` in a child process (fraudstream.settings_env)."""
+    from fraudstream.settings_env import settings_env as env_of
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update(env_of(settings))

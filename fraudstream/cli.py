@@ -68,7 +68,6 @@ COMMAND_MODULES = (
     "training.cli",
     "streamer.cli",
     "backtest.cli",
-    "bench.cli",
     "api.cli",
     "models.cli",
     "console.cli",
@@ -153,14 +152,8 @@ def write_schemas(
 
 
 def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+    for name in COMMAND_MODULES:  # each is part of the package: a missing one is a bug, never skipped
+        import_module(name).register(app)
 
 
 _register_all()

@@ -26,9 +26,9 @@ from streamer.core import BatchResult, OutputMessage
 from streamer.faust_batches import REDIS, BatchAbandoned, BatchHandler, EngineStatus
 from streamer.faust_config import faust_app_id, faust_app_options, faust_data_dir
 from streamer.faust_web import install_views
-from streamer.kafka_engine import EngineStats
 from streamer.progress import ProgressLog
 from streamer.runtime import Runtime, build_runtime
+from streamer.stats import EngineStats
 
 log = logging.getLogger(__name__)
 

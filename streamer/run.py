@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from fraudstream.settings import Settings
-from streamer.kafka_engine import EngineStats, KafkaEngine
+from streamer.kafka_engine import KafkaEngine
+from streamer.stats import EngineStats
 
 log = logging.getLogger(__name__)
 

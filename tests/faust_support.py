@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
-
 from fraudstream.contracts import Transaction
 from fraudstream.settings import Settings
+from fraudstream.settings_env import settings_env
 from tests.streamer_support import txn_headers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,24 +48,6 @@ def isolated_settings(stack: Settings, name: str, registry: Path, **streamer: An
             **streamer,
         },
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """FRAUD_* variables that rebuild `settings` in a child process (secrets included, None left out)."""
-    env: dict[str, str] = {}
-    for section_name in type(settings).model_fields:
-        section = getattr(settings, section_name)
-        if not isinstance(section, BaseModel):
-            env[f"FRAUD_{section_name.upper()}"] = str(section)
-            continue
-        for field_name in type(section).model_fields:
-            value = getattr(section, field_name)
-            if value is None:
-                continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            env[f"FRAUD_{section_name.upper()}__{field_name.upper()}"] = str(value)
-    return env
 
 
 @dataclass

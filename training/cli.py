@@ -94,7 +94,7 @@ def _history_frame(
         from training.history import read_history
 
         return read_history(history)
-    from backtest.topic_input import load_topic_history
+    from bankbus.topic_history import load_topic_history
 
     if days is not None:
         end = datetime.now(UTC)
