@@ -55,14 +55,18 @@ def serve(
 
 
 def _require_current_model(settings: Settings) -> None:
+    """No serving without a current, trusted model: said before Kafka or Redis is asked anything."""
     from models.registry import ModelRegistry
 
     path = settings.registry.path
-    if ModelRegistry(path).current_version() is None:
+    registry = ModelRegistry.from_settings(settings)
+    current = registry.current_version()
+    if current is None:
         raise ModelUnavailable(
             f"the model registry {path} has no current model; run `fraudstream train` first, or point "
             "FRAUD_REGISTRY__PATH at the registry the trainer publishes to"
         )
+    registry.verify(current)  # signature and hashes, before anything else starts (as `fraudstream stream`)
 
 
 @api_app.command("create-key")

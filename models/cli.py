@@ -22,12 +22,8 @@ models_app = typer.Typer(help="The model registry: list, show, promote and roll 
 
 
 def _registry(settings: Settings) -> ModelRegistry:
-    """The registry of the settings, with its trust policy where the registry has one (signed manifests)."""
-    from_settings = getattr(ModelRegistry, "from_settings", None)
-    if callable(from_settings):
-        registry: ModelRegistry = from_settings(settings)
-        return registry
-    return ModelRegistry(settings.registry.path)
+    """The registry of the settings, with its trust policy (signing key, unsigned allowed or not)."""
+    return ModelRegistry.from_settings(settings)
 
 
 def _actor(actor: str | None) -> str:

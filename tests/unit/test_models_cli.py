@@ -12,7 +12,6 @@ import pytest
 
 from fraudstream.cli import run
 from fraudstream.clock import ManualClock
-from fraudstream.settings import RegistrySettings
 from models.audit import read_audit
 
 UNAVAILABLE, USAGE, DATA = 69, 2, 65
@@ -21,9 +20,7 @@ UNAVAILABLE, USAGE, DATA = 69, 2, 65
 def _registry(root: Path, clock: ManualClock) -> Any:
     from models.registry import ModelRegistry
 
-    if "allow_unsigned" in RegistrySettings.model_fields:  # signed registries: these test versions are unsigned
-        return ModelRegistry(root, clock, allow_unsigned=True)  # type: ignore[call-arg]
-    return ModelRegistry(root, clock)
+    return ModelRegistry(root, clock, allow_unsigned=True)  # unsigned test versions
 
 
 def publish(root: Path, when: datetime, ap: float, *, promote: bool) -> str:
@@ -55,8 +52,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     for key in [k for k in __import__("os").environ if k.startswith("FRAUD_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("FRAUD_REGISTRY__PATH", str(tmp_path / "registry"))
-    if "allow_unsigned" in RegistrySettings.model_fields:
-        monkeypatch.setenv("FRAUD_REGISTRY__ALLOW_UNSIGNED", "true")
+    monkeypatch.setenv("FRAUD_REGISTRY__ALLOW_UNSIGNED", "true")
     monkeypatch.setenv("USER", "carol")
     monkeypatch.setenv("LOGNAME", "carol")
 
