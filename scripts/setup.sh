@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything fraudstream needs on a fresh Debian machine, idempotently:
-# system packages (redis-server, Java 17, Maven), the Python 3.11 virtualenv with the locked packages
+# system packages (redis-server, Java 17, Maven; PostgreSQL, Chromium and chromedriver for the console's tests),
+# the Python 3.11 virtualenv with the locked packages
 # (requirements/dev.txt, written by scripts/lock.sh),
 # and the Kafka jars (resolved from Maven Central by deploy/kafka/pom.xml on first `fraudstream up`).
 set -euo pipefail
@@ -10,6 +11,10 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+# the console's integration tests: a throwaway PostgreSQL server (initdb/pg_ctl) and a real headless browser
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing system packages: ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2

@@ -19,6 +19,9 @@ export FRAUD_EMBEDDED__STATE_DIR="${FRAUD_EMBEDDED__STATE_DIR:-$PWD/.fraudstream
 export FRAUD_EMBEDDED__KAFKA_PORT=${FRAUD_EMBEDDED__KAFKA_PORT:-29092}
 export FRAUD_EMBEDDED__CONTROLLER_PORT=${FRAUD_EMBEDDED__CONTROLLER_PORT:-29093}
 export FRAUD_EMBEDDED__REDIS_PORT=${FRAUD_EMBEDDED__REDIS_PORT:-26379}
+# The console's tests: the throwaway PostgreSQL server (tests/postgres_support.py) and the browser test's console.
+export TEST_POSTGRES_PORT=${TEST_POSTGRES_PORT:-29432}
+export FRAUD_CONSOLE__PORT=${FRAUD_CONSOLE__PORT:-29080}
 case "$MODE" in
   quick)   markers="not integration and not slow and not full and not soak" ;;
   default) markers="not full and not soak" ;;
