@@ -279,19 +279,52 @@ def audit_trail(
 
 
 # ------------------------------------------------------------------ models (ops change, admin reads)
-@router.get("/models", response_class=HTMLResponse)
-def model_list(request: Request, user: User = Depends(require(Permission.view_models))) -> Response:
+def _registry(request: Request) -> Any:
     from models.registry import ModelRegistry
 
-    registry = ModelRegistry(state_of(request).settings.registry.path)
+    return ModelRegistry.from_settings(state_of(request).settings)
+
+
+@router.get("/models", response_class=HTMLResponse)
+def model_list(request: Request, user: User = Depends(require(Permission.view_models))) -> Response:
+    from models.audit import read_audit
+
+    registry = _registry(request)
     rows: list[dict[str, Any]] = []
     for version in reversed(registry.versions()):
         manifest = registry.manifest(version)
         rows.append({"version": version, "created_at": manifest.get("created_at"),
                      "metrics": manifest.get("metrics", {}), "data_range": manifest.get("data_range"),
                      "scorers": manifest.get("scorers", []), "holdout_id": manifest.get("holdout_id")})
+    history = list(read_audit(registry.root))[-20:][::-1]
     return render(request, "models.html", user, rows=rows, current=registry.current_version(),
-                  root=str(registry.root), message=request.query_params.get("done"))
+                  root=str(registry.root), history=history, message=request.query_params.get("done"))
+
+
+def _move_current(request: Request, db: Session, user: User, target: str, *, force: bool, action: str) -> str | None:
+    """Make `target` current through the registry (which checks it and appends its own audit line), audited here
+    too with where the request came from. Returns the version it replaced."""
+    from fraudstream.errors import ModelError
+    from models.registry import running_feature_spec_hash
+
+    registry = _registry(request)
+    if target not in registry.versions():
+        raise InputError(f"no model version {target!r} in {registry.root}")
+    before = registry.current_version()
+    try:
+        manifest = registry.verify(target)  # signature and every file's hash
+        if manifest.get("feature_spec_hash") != running_feature_spec_hash():
+            raise InputError(f"model version {target} was trained for another feature spec: streamers could not "
+                             "load it; retrain with this code")
+        audit.record(db, at=state_of(request).clock.now(), actor=user.username, action=f"model.{action}",
+                     target=f"model:{target}", source=client_source(request), old=before, new=target, forced=force)
+        db.flush()  # the audit row is written before the registry changes, committed once it has
+        registry.promote(target, force=force, actor=user.username, action=action)
+    except ModelError as exc:
+        db.rollback()
+        raise InputError(str(exc)) from None
+    db.commit()
+    return before  # type: ignore[no-any-return]
 
 
 @router.post("/models/{version}/promote", dependencies=CSRF)
@@ -299,20 +332,24 @@ def model_promote(
     version: str, request: Request, force: str = Form(""),
     user: User = Depends(require(Permission.change_models)), db: Session = Depends(get_db),
 ) -> Response:
-    """Make a version current (a rollback is promoting an older one, with force): the registry's own rule, audited."""
-    from fraudstream.errors import ModelError
-    from models.registry import ModelRegistry
-
-    registry = ModelRegistry(state_of(request).settings.registry.path)
-    before = registry.current_version()
-    audit.record(db, at=state_of(request).clock.now(), actor=user.username, action="model.promote",
-                 target=f"model:{version}", source=client_source(request), old=before, new=version,
-                 forced=force == "1")
-    db.flush()  # the audit row is written before the registry changes; committed once it has
-    try:
-        registry.promote(version, force=force == "1")
-    except ModelError as exc:
-        db.rollback()
-        raise InputError(str(exc)) from None
-    db.commit()
+    """Make a version current: not worse than the champion on the same holdout unless forced."""
+    _move_current(request, db, user, version, force=force == "1", action="promote")
     return _redirect(f"/models?done=promoted+{version}")
+
+
+@router.post("/models/rollback", dependencies=CSRF)
+def model_rollback(
+    request: Request, user: User = Depends(require(Permission.change_models)), db: Session = Depends(get_db)
+) -> Response:
+    """Make the previous current version (as the registry's audit trail records it) current again."""
+    from models.audit import current_history
+
+    registry = _registry(request)
+    history = current_history(registry.root)
+    current = registry.current_version()
+    if current is None or not history or history[-1] != current or len(history) < 2:
+        raise InputError("the registry's audit trail records no earlier current version to roll back to; "
+                         "make one current by name instead")
+    target = history[-2]
+    _move_current(request, db, user, target, force=True, action="rollback")
+    return _redirect(f"/models?done=rolled+back+to+{target}")
