@@ -29,7 +29,8 @@ def console(
     from console.db import describe
     from console.server import serve
 
-    settings = settings_of(ctx)
+    settings, engine, _revision = _migrated_engine(ctx)  # a database that cannot be reached: one line, exit 69
+    engine.dispose()
     host = host or settings.console.host
     port = port or settings.console.port
     typer.echo(f"console on http://{host}:{port}/ (database {describe(settings)}, alerts from "
