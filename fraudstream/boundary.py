@@ -87,11 +87,27 @@ def _from_os(exc: BaseException) -> FraudstreamError | None:
                       "(`fraudstream status`)")
 
 
+#: Modules of an optional extra (pyproject.toml) -> the extra that installs them.
+EXTRAS = {"tensorflow": "train", "keras": "train", "imblearn": "train", "matplotlib": "train", "faust": "faust",
+          "aiokafka": "faust", "mode": "faust"}
+
+
+def _from_missing_extra(exc: BaseException) -> FraudstreamError | None:
+    """A command that needs an extra the installation lacks (`pip install .` alone, the streamer image)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    extra = EXTRAS.get(exc.name.split(".")[0])
+    if extra is None:
+        return None
+    return ConfigError(f"this command needs the [{extra}] extra ({exc.name} is not installed): "
+                       f"pip install 'fraudstream[{extra}]', or run it in the training image")
+
+
 def translate(exc: BaseException, settings: Settings | None) -> FraudstreamError:
     """The FraudstreamError to report for `exc` (itself when it already is one)."""
     if isinstance(exc, FraudstreamError):
         return exc
-    for attempt in (_from_kafka(exc, settings), _from_redis(exc, settings), _from_os(exc)):
+    for attempt in (_from_missing_extra(exc), _from_kafka(exc, settings), _from_redis(exc, settings), _from_os(exc)):
         if attempt is not None:
             return attempt
     detail = _first_line(exc)
