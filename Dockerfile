@@ -43,6 +43,7 @@ COPY training /src/training
 COPY streamer /src/streamer
 COPY bankbus /src/bankbus
 COPY backtest /src/backtest
+COPY console /src/console
 RUN pip wheel --no-deps --wheel-dir /wheels /src
 
 FROM streamer-deps AS streamer

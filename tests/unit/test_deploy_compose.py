@@ -21,7 +21,8 @@ from fraudstream.settings import build_settings
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "deploy" / "schema" / "compose-spec.json"
 #: What a user exports before `docker compose up` (the README's example values).
-REQUIRED_ENV = {"REDIS_PASSWORD": "r" * 32, "USER_ID_HMAC_KEY": "h" * 64, "REGISTRY_SIGNING_KEY": "s" * 64}
+REQUIRED_ENV = {"REDIS_PASSWORD": "r" * 32, "USER_ID_HMAC_KEY": "h" * 64, "REGISTRY_SIGNING_KEY": "s" * 64,
+                "CONSOLE_DB_PASSWORD": "d" * 32, "CONSOLE_SESSION_SECRET": "c" * 64}
 #: The uid the fraudstream images run as (Dockerfile).
 SERVICE_UID = "10001"
 
@@ -203,6 +204,23 @@ def test_every_fraud_env_name_is_a_real_setting(compose: dict[str, Any]) -> None
         assert settings.redis.url is not None and "@redis:6379" in settings.redis.url.get_secret_value(), name
         checked += 1
     assert checked >= 4
+
+
+def test_the_console_uses_postgresql_and_a_fixed_session_secret(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    console = services["console"]
+    assert console["command"][:2] == ["fraudstream", "console"]
+    settings = build_settings(environ={k: v for k, v in _env(console).items() if k.startswith("FRAUD_")})
+    url = settings.database_url
+    postgres = _env(services["postgres"])
+    assert url == (f"postgresql://{postgres['POSTGRES_USER']}:{REQUIRED_ENV['CONSOLE_DB_PASSWORD']}@postgres:5432/"
+                   f"{postgres['POSTGRES_DB']}")
+    assert postgres["POSTGRES_PASSWORD"] == REQUIRED_ENV["CONSOLE_DB_PASSWORD"]
+    secret = settings.console.session_secret
+    assert secret is not None and secret.get_secret_value() == REQUIRED_ENV["CONSOLE_SESSION_SECRET"]
+    assert settings.console.cookie_secure
+    assert console["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert str(settings.console.port) in console["command"] and console["ports"] == ["127.0.0.1:8080:8080"]
 
 
 def test_streamers_serve_probes_where_the_healthcheck_asks(compose: dict[str, Any]) -> None:
