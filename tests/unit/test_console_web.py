@@ -16,7 +16,7 @@ from sqlalchemy import select
 from console.cases import case_status
 from console.db import session_factory
 from console.roles import GRANTS, Permission, Role, allowed
-from console.schema import AlertRow, AuditEvent, Case, VerdictRow
+from console.schema import AlertRow, AuditEvent, Case, User, VerdictRow
 from console.server import Console, build_console
 from console.web import SESSION_COOKIE, safe_next
 from fraudstream.clock import ManualClock
@@ -347,3 +347,20 @@ def test_the_migrations_build_exactly_the_models(console: Console) -> None:
     with console.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)] == []
+
+
+def test_a_deactivated_user_loses_the_session_at_once_audited(console: Console) -> None:
+    with TestClient(console.app) as analyst, TestClient(console.app) as admin:
+        login(analyst, "ana")
+        assert analyst.get("/alerts").status_code == 200
+        login(admin, "ada")
+        with session_factory(console.engine)() as db:
+            ana_id = db.scalars(select(User.id).where(User.username == "ana")).one()
+        page = admin.get("/users")
+        assert admin.post(f"/users/{ana_id}/active", data={"csrf_token": csrf_of(page.text), "active": "0"}
+                          ).status_code == 200
+        assert analyst.get("/alerts", follow_redirects=False).status_code == 303  # the old cookie is no longer enough
+        assert login(analyst, "ana").status_code == 401
+    (event,) = audit_rows(console, "user.deactivate")
+    assert (event.actor, event.target) == ("ada", "ana")
+    assert json.loads(audit_rows(console, "login.failed")[-1].detail)["reason"] == "inactive"
