@@ -101,7 +101,7 @@ def format_late(record: TopicRecord) -> str:
     """The transaction's event time, user, id and amount, and why it was late."""
     try:
         txn = json.loads(record.value)
-        what = (f"event {str(txn.get('timestamp', '?'))[:19]}Z  user {txn.get('user_id', '?')}  "
+        what = (f"event {str(txn.get('timestamp', '?'))[:19].replace('T', ' ')}Z  user {txn.get('user_id', '?')}  "
                 f"txn {txn.get('transaction_id', '?')}  {txn.get('amount', '?')} {txn.get('currency', '')}".rstrip())
     except (ValueError, AttributeError):
         what = f"unreadable value {_short(record.value.decode('utf-8', 'replace'))}"
