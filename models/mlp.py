@@ -27,9 +27,9 @@ Activation = Literal["relu", "tanh"]
 
 def _keras() -> Any:
     """Import Keras lazily (TF start-up costs seconds); environment defaults are set at module import above."""
-    import keras
+    from models.quiet_import import import_quietly
 
-    return keras
+    return import_quietly("keras")
 
 
 class FraudMLP(ClassifierMixin, BaseEstimator):  # type: ignore[misc]

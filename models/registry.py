@@ -65,8 +65,9 @@ def _library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__}
     try:
-        import keras
+        from models.quiet_import import import_quietly
 
+        keras = import_quietly("keras")
         versions["keras"] = keras.__version__
         versions["keras_backend"] = keras.backend.backend()
     except ImportError:  # pragma: no cover - keras is a dependency
