@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from api.batching import Batcher
 from api.keys import ApiKey, KeyFile
 from api.scoring import Late, Scored, ScoringService
 from fraudstream import __version__
@@ -81,6 +82,8 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
         ),
     )
     bearer = HTTPBearer(auto_error=False, description="An API key from `fraudstream api create-key`.")
+    batcher = Batcher(service)
+    app.state.batcher = batcher
 
     @app.post(
         SCORE_PATH,
@@ -114,17 +117,18 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
         body = await request.body()
         if len(body) > max_body_bytes:
             return _error(413, f"the body is larger than {max_body_bytes} bytes; send one transaction")
+        txn = service.decode(body)
+        if isinstance(txn, DecodeFailure):
+            return _error(422, f"the transaction is refused ({txn.reason}): {txn.message}",
+                          error_class=txn.error_class, reason=txn.reason)
         try:
-            result = service.score(body)
+            result = await batcher.submit(txn)
         except StateStoreError as exc:
             return _error(503, f"the feature state cannot be read: {exc}")
         except ModelError as exc:
             return _error(503, f"the model cannot score: {exc}")
         except FraudstreamError as exc:
             return _error(500, str(exc))
-        if isinstance(result, DecodeFailure):
-            return _error(422, f"the transaction is refused ({result.reason}): {result.message}",
-                          error_class=result.error_class, reason=result.reason)
         if isinstance(result, Late):
             return _error(409, result.message)
         assert isinstance(result, Scored)

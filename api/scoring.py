@@ -90,27 +90,40 @@ class ScoringService:
         self.clock = clock
         self._ping = ping
 
+    def decode(self, body: bytes) -> Transaction | DecodeFailure:
+        """The body as the stream decodes a record value (future skew against the injected clock's now)."""
+        return decode_transaction(body, self.clock.now(), self.cfg.max_future_skew_s)
+
     def score(self, body: bytes) -> Scored | Late | DecodeFailure:
+        """One body, decoded and scored alone."""
+        txn = self.decode(body)
+        return txn if isinstance(txn, DecodeFailure) else self.score_many([txn])[0]
+
+    def score_many(self, txns: Sequence[Transaction]) -> list[Scored | Late]:
+        """Each transaction against the state as it is (never against another's update): one store read, one fold
+        call and one model call for all of them, as the stream scores a batch."""
         now = self.clock.now()
-        txn = decode_transaction(body, now, self.cfg.max_future_skew_s)
-        if isinstance(txn, DecodeFailure):
-            return txn
         model = self.models.model  # one model for the whole call, as per batch in the stream
         scorer = self.cfg.scorer
         if scorer not in model.thresholds:
             raise ModelError(f"model {model.version} has no threshold for scorer '{scorer}'; pick another scorer")
-        peeked = self.store.peek([txn])
-        if bool(peeked.late[0]):
-            return Late(txn, self.grace_period_s)
-        X = peeked.vectors
-        raw = np.asarray(model.score(X, scorer, self.cfg.blend_mlp_weight), dtype=np.float64)
-        if raw.shape != (1,):
-            raise ModelError(f"model {model.version} returned {raw.shape} scores for 1 row")
-        score = float(finished_scores(model, raw)[0])
         threshold = float(model.thresholds[scorer])
-        reasons = reasons_of(model, X, self.cfg.top_reasons)[0]
-        features = {n: float(v) for n, v in zip(model.feature_names, X[0], strict=False) if math.isfinite(v)}
-        return Scored(txn, score, threshold, score >= threshold, reasons, features, model.version, scorer, now)
+        peeked = self.store.peek(txns)
+        rows = np.flatnonzero(~peeked.late)
+        X = peeked.vectors[rows]
+        raw = np.asarray(model.score(X, scorer, self.cfg.blend_mlp_weight), dtype=np.float64)
+        if raw.shape != (len(rows),):
+            raise ModelError(f"model {model.version} returned {raw.shape} scores for {len(rows)} rows")
+        scores = finished_scores(model, raw).tolist()
+        reasons = reasons_of(model, X, self.cfg.top_reasons) if len(rows) else []
+        out: list[Scored | Late] = [Late(t, self.grace_period_s) for t in txns]
+        names = model.feature_names
+        for k, i in enumerate(rows.tolist()):
+            features = {n: float(v) for n, v in zip(names, X[k], strict=False) if math.isfinite(v)}
+            score = float(scores[k])
+            out[i] = Scored(txns[i], score, threshold, score >= threshold, reasons[k], features, model.version,
+                            scorer, now)  # fmt: skip
+        return out
 
     def ready(self) -> dict[str, str]:
         """What a readiness probe needs: the model in use, and the state store answering (raises if it does not)."""

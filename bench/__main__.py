@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-SECTIONS = ("training", "stages", "e2e", "soak")
-DEFAULT_SECTIONS = ("training", "stages", "e2e")
+SECTIONS = ("training", "stages", "e2e", "api", "soak")
+DEFAULT_SECTIONS = ("training", "stages", "e2e", "api")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-rate", type=float, default=None,
                         help="events/s of the soak (default: half the kafka engine's max of this run, else 500)")
+    parser.add_argument("--api-rate", type=float, default=500.0, help="scoring API requests/s (section api)")
+    parser.add_argument("--api-seconds", type=float, default=20.0, help="scoring API load duration (section api)")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -134,6 +136,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ctx = E2EContext(base, traffic, Path(tmp))
                 try:
                     result["e2e"] = run_e2e(ctx, args.engines, args.events, args.rates, args.paced_seconds, say)
+                finally:
+                    ctx.cleanup()
+        if "api" in args.sections:
+            from bench.api_load import run_api_bench
+            from bench.e2e import E2EContext
+
+            with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+                ctx = E2EContext(base, traffic, Path(tmp))
+                try:
+                    result["api"] = run_api_bench(ctx, args.api_rate, args.api_seconds, say)
                 finally:
                     ctx.cleanup()
         if "soak" in args.sections:

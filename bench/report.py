@@ -118,6 +118,24 @@ def markdown(result: dict[str, Any]) -> str:
                           r["stack_rows_per_s"]] for r in sc["rows"]])
         f = stages["offline_features"]
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
+    api = result.get("api")
+    if api:
+        lines += ["## Scoring API", "",
+                  f"`fraudstream api serve` ({api['http']}, one process, scorer {api['scorer']}) over "
+                  f"{api['state_events']:,} streamed events; an open-loop aiohttp generator at {api['rate']:,.0f} "
+                  f"requests/s for {api['seconds']:.0f} s after {api['warmup_s']:.0f} s of warm-up, "
+                  f"{api['request_users']:,} users' new events. Latency from each request's due time to its response "
+                  "(no coordinated omission); service time from its send. The generator, the server, Redis and the "
+                  f"broker share the machine's {api.get('cores', '?')} cores; 1-minute load average before and "
+                  f"after the load: {api.get('load_average_1m')}.", ""]
+        lines += _table(["requests", "achieved/s", "statuses", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+                         "service p99 ms", "server CPU %", "server RSS MiB", "loadgen CPU %", "p99 < 10 ms"],
+                        [[api["requests"], _fmt(api["achieved_per_s"], 1),
+                          ", ".join(f"{k}: {v}" for k, v in sorted(api["statuses"].items())),
+                          _fmt(api["p50_ms"], 2), _fmt(api["p90_ms"], 2), _fmt(api["p99_ms"], 2),
+                          _fmt(api["p999_ms"], 2), _fmt(api["max_ms"], 2), _fmt(api["service_p99_ms"], 2),
+                          _fmt(api["server_cpu_percent"], 1), _fmt(api["server_peak_rss_mib"], 1),
+                          _fmt(api["loadgen_cpu_percent"], 1), "yes" if api["met"] else "NO"]])
     soak = result.get("soak")
     if soak:
         if "error" in soak:

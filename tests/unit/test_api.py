@@ -227,3 +227,29 @@ def test_keys_are_hashed_at_rest(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="an active API key named 'bank-auth' exists"):
         keys.create("bank-auth", "ops")
     assert orjson.loads(text)["keys"][0]["created_by"] == "ops"
+
+
+def test_concurrent_requests_are_scored_in_batches_with_the_answers_they_get_alone(world: World) -> None:
+    import asyncio
+
+    import httpx
+
+    events = [world.new_event(k, amount=float(20 + 150 * k)) for k in range(12)]
+    alone = {t.transaction_id: world.post(t.model_dump_json(), world.key).json() for t in events}
+    app = create_app(ScoringService(world.settings, world.store, world.holder, world.clock), world.keys)
+
+    async def together() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {world.key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
+            replies = await asyncio.gather(*(client.post("/v1/score", content=t.model_dump_json()) for t in events))
+        return [r.json() for r in replies]
+
+    answers = asyncio.run(together())
+    batcher = app.state.batcher
+    assert batcher.scored == len(events) and batcher.batches < len(events), "nothing was batched"
+    for answer in answers:
+        expected = alone[answer["transaction_id"]]
+        assert {k: v for k, v in answer.items() if k != "scored_at"} == {
+            k: v for k, v in expected.items() if k != "scored_at"
+        }

@@ -1,0 +1,220 @@
+"""The scoring API under load: `fraudstream api serve` (uvicorn, one process) as a subprocess over a state streamed
+into Redis, driven by an open-loop aiohttp load generator at a fixed rate.
+
+Open loop: request i is due at start + i / rate whatever happened to the ones before, and its latency is counted
+from that due time to the end of its response, so a stall delays every request behind it and shows in the tail (no
+coordinated omission). The first `warmup_s` seconds are left out. The generator runs in the bench process, on the
+same cores as the server, Redis and the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.monitor import ProcessMonitor
+from bench.streams import REPO, free_port, settings_env
+from fraudstream.contracts import SCHEMA_VERSION, SCHEMA_VERSION_HEADER, Transaction
+from fraudstream.errors import InfraError
+from fraudstream.settings import Settings
+
+GOAL_P99_MS = 10.0
+STATE_BATCH = 2000
+
+
+def stream_state(settings: Settings, txns: list[Transaction]) -> int:
+    """Apply `txns` to the settings' Redis namespace through the stream's own core (in process); returns the
+    number of transactions applied."""
+    from fraudstream.clock import SystemClock
+    from streamer.core import RawRecord, StreamProcessor
+    from streamer.runtime import build_holder, build_store
+
+    store = build_store(settings)
+    holder = build_holder(settings)
+    try:
+        processor = StreamProcessor(settings, store, holder, SystemClock())
+        parts = settings.topics.partitions
+        offsets = dict.fromkeys(range(parts), 0)
+        headers: list[tuple[str, bytes | None]] = [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode()),
+                                                   ("record-type", b"transaction")]  # fmt: skip
+        for lo in range(0, len(txns), STATE_BATCH):
+            records = []
+            for txn in txns[lo : lo + STATE_BATCH]:
+                p = zlib.crc32(txn.user_id.encode()) % parts
+                records.append(RawRecord(settings.topics.transactions, p, offsets[p], txn.user_id.encode(),
+                                         txn.model_dump_json().encode(), headers))  # fmt: skip
+                offsets[p] += 1
+            processor.process(records)
+    finally:
+        holder.stop()
+    return len(txns)
+
+
+def request_bodies(txns: list[Transaction], count: int, seed: int = 5) -> list[bytes]:
+    """New events (not late: after each user's last) for up to `count` users of the streamed history."""
+    rng = np.random.default_rng(seed)
+    last = max(t.timestamp for t in txns)
+    latest = {t.user_id: t for t in txns}
+    users = list(latest)[-count:]
+    out = []
+    for k, user in enumerate(users):
+        amount = float(np.round(rng.lognormal(3.5, 1.2), 2))
+        txn = latest[user].model_copy(update={"transaction_id": f"api-bench-{k}", "amount": min(amount, 50_000.0),
+                                              "timestamp": last + timedelta(seconds=60 + k)})  # fmt: skip
+        out.append(txn.model_dump_json().encode())
+    return out
+
+
+class ApiServer:
+    """`fraudstream api serve` as a subprocess with its log file, sampled by a ProcessMonitor."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{settings.api.port}"
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "fraudstream", "api", "serve"], cwd=REPO,
+                                            env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+        self.monitor = ProcessMonitor(self.process.pid).start()
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise InfraError(f"the API server exited with {self.process.returncode}: {self._tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v1/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise InfraError(f"the API server was not ready within {timeout_s:.0f} s: {self._tail()}")
+
+    def _tail(self) -> str:
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(lines[-3:]) or "(no output)"
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def open_loop(url: str, key: str, bodies: list[bytes], rate: float, seconds: float) -> list[tuple[float, ...]]:
+    """(due, sent, done, status) per request, times on the loop's clock; status -1 for a connection error."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    results: list[tuple[float, ...]] = []
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        loop = asyncio.get_running_loop()
+
+        async def one(i: int, due: float) -> None:
+            sent = loop.time()
+            try:
+                async with session.post(url, data=bodies[i % len(bodies)]) as response:
+                    await response.read()
+                    status = response.status
+            except aiohttp.ClientError:
+                status = -1
+            results.append((due, sent, loop.time(), float(status)))
+
+        tasks = []
+        start = loop.time() + 0.1
+        for i in range(int(rate * seconds)):
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _run_loop(coroutine: Any) -> list[tuple[float, ...]]:
+    """On uvloop when it is installed (the generator's own cost per request is lower), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        result: list[tuple[float, ...]] = asyncio.run(coroutine)
+        return result
+    found: list[tuple[float, ...]] = uvloop.run(coroutine)
+    return found
+
+
+def _ms(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 3) if len(values) else None
+
+
+def run_api_bench(ctx: Any, rate: float, seconds: float, say: Callable[[str], None], warmup_s: float = 3.0,
+                  state_users: int = 1000) -> dict[str, Any]:  # fmt: skip
+    """The whole run: state, server, key, load; the result row for bench.json."""
+    from api.keys import KeyFile
+    from features.offline import transactions_from_frame
+
+    settings = ctx.isolated("api").with_overrides(
+        api={"port": free_port(), "keys_file": str(Path(ctx.workdir) / "api-keys.json")}
+    )
+    txns = list(transactions_from_frame(ctx.frame))
+    say(f"api: streaming {len(txns):,} events into the state (the stream's core, in process)")
+    applied = stream_state(settings, txns)
+    bodies = request_bodies(txns, state_users)
+    key, _ = KeyFile(settings.api_keys_file).create("bench", "bench")
+    server = ApiServer(settings, Path(ctx.workdir) / "api-server.log")
+    try:
+        server.wait_ready()
+        say(f"api: {rate:,.0f} requests/s for {seconds + warmup_s:.0f} s (first {warmup_s:.0f} s warm-up)")
+        load_before = os.getloadavg()[0]
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        results = _run_loop(open_loop(f"{server.url}/v1/score", key, bodies, rate, seconds + warmup_s))
+        wall1 = time.monotonic()
+        load_after = os.getloadavg()[0]
+        loadgen_cpu = round(100.0 * (time.process_time() - cpu0) / (wall1 - wall0), 1)
+        server_cpu = server.monitor.cpu_percent(wall0 + warmup_s, wall1)
+        peak = server.monitor.peak_rss_mib
+    finally:
+        server.stop()
+    arr = np.asarray(results, dtype=np.float64)
+    start = arr[:, 0].min()
+    kept = arr[arr[:, 0] >= start + warmup_s]
+    ok = kept[kept[:, 3] == 200]
+    latency = ok[:, 2] - ok[:, 0]
+    service = ok[:, 2] - ok[:, 1]
+    span = float(kept[:, 2].max() - kept[:, 0].min()) if len(kept) else 0.0
+    p99 = _ms(latency, 99)
+    return {
+        "rate": rate, "seconds": seconds, "warmup_s": warmup_s, "requests": len(kept), "ok": len(ok),
+        "statuses": {str(int(k)): v for k, v in Counter(kept[:, 3].tolist()).items()},
+        "achieved_per_s": round(len(kept) / span, 1) if span else None,
+        "p50_ms": _ms(latency, 50), "p90_ms": _ms(latency, 90), "p99_ms": p99, "p999_ms": _ms(latency, 99.9),
+        "max_ms": round(float(latency.max()) * 1000, 3) if len(latency) else None,
+        "service_p50_ms": _ms(service, 50), "service_p99_ms": _ms(service, 99),
+        "server_cpu_percent": server_cpu, "server_peak_rss_mib": peak, "loadgen_cpu_percent": loadgen_cpu,
+        "state_events": applied, "request_users": len(bodies), "scorer": settings.streamer.scorer,
+        "http": "uvicorn " + ("httptools" if importlib.util.find_spec("httptools") else "h11") + ", "
+                + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio"),
+        "load_average_1m": [round(load_before, 2), round(load_after, 2)], "cores": os.cpu_count(),
+        "goal_p99_ms": GOAL_P99_MS, "met": p99 is not None and p99 < GOAL_P99_MS and len(ok) == len(kept),
+    }  # fmt: skip
