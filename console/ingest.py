@@ -41,13 +41,15 @@ def decode(messages: list[Message], topic: str) -> list[IncomingAlert]:
 
 
 class AlertIngestor:
-    """Consumes `alerts` into the database until stopped. `stored` counts the alerts it inserted."""
+    """Consumes `alerts` into the database until stopped. `consumed` counts the records it committed, `stored` the
+    alerts it inserted (a record re-read after a crash is consumed again but not stored again)."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], clock: Clock) -> None:
         self.settings = settings
         self.sessions = sessions
         self.clock = clock
         self.stored = 0
+        self.consumed = 0
         self.batches = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,6 +79,7 @@ class AlertIngestor:
                         log.warning("reading %s from %s: %s", topic, self.settings.bootstrap_servers, error.str())
                 if records and self._store_until_done(decode(records, topic)):
                     consumer.commit(asynchronous=False)
+                    self.consumed += len(records)
                     self.batches += 1
         finally:
             consumer.close()

@@ -69,6 +69,19 @@ def test_migrations_alerts_and_a_verdict_on_postgresql(pg_console: Console) -> N
         response = client.post(f"/alerts/{alert.alert_id}/verdict",
                                data={"csrf_token": csrf_of(page.text), "verdict": "fraud", "note": "card stolen"})
         assert response.status_code == 200 and "label sent" in response.text
+    # a restarted console resumes after the committed offsets: only the new alert is read
+    again = build_console(settings, clock=SystemClock())
+    try:
+        with TestClient(again.app):
+            third = make_alert(3, card="C2")
+            publish(settings, [(third.transaction.user_id, third.model_dump_json().encode())],
+                    topic=settings.topics.alerts)
+            resumed = again.ingestor
+            assert resumed is not None
+            wait_until(lambda: resumed.consumed >= 1, 60, "the new alert stored and committed after the restart")
+            assert (resumed.consumed, resumed.stored) == (1, 1)
+    finally:
+        again.engine.dispose()
     labels = read_all(settings, settings.topics.labels)
     assert len(labels) == 1
     label = Label.model_validate_json(labels[0].value())
