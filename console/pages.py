@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from console import audit
@@ -32,6 +33,21 @@ from fraudstream.errors import InputError
 
 router = APIRouter()
 CSRF = [Depends(csrf_protect)]
+#: After this many failed logins of one user name within LOCKOUT (since its last login), further attempts are refused
+#: without checking the password until LOCKOUT has passed since the last of them.
+LOCKOUT_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+
+
+def _locked_out(db: Session, username: str, now: datetime) -> bool:
+    """Counted from the audit trail (so every console replica agrees): failures, not refusals while locked."""
+    last_login = db.scalar(select(func.max(AuditEvent.at)).where(AuditEvent.actor == username,
+                                                                 AuditEvent.action == "login"))
+    since = now - LOCKOUT if last_login is None else max(now - LOCKOUT, last_login)
+    failures = db.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.actor == username, AuditEvent.action == "login.failed", AuditEvent.at > since,
+        AuditEvent.detail.not_like('%"reason": "locked"%')))
+    return int(failures or 0) >= LOCKOUT_FAILURES
 
 
 def _redirect(path: str) -> RedirectResponse:
@@ -53,9 +69,15 @@ def login(
     db: Session = Depends(get_db),
 ) -> Response:
     state = state_of(request)
+    now, source = state.clock.now(), client_source(request)
+    if _locked_out(db, username[:64], now):
+        audit.record(db, at=now, actor=username[:64] or "-", action="login.failed", source=source, reason="locked")
+        db.commit()
+        return render(request, "login.html", None, status_code=429, next=safe_next(next) or "",
+                      error=f"Too many failed logins for this user: try again in {LOCKOUT.seconds // 60} minutes, "
+                      "or ask an admin.")
     user = db.scalars(select(User).where(User.username == username)).first()
     ok = verify_password(user.password_hash if user is not None else None, password)
-    now, source = state.clock.now(), client_source(request)
     if user is None or not ok or not user.active:
         reason = "unknown user" if user is None else ("inactive" if ok else "wrong password")
         audit.record(db, at=now, actor=username[:64] or "-", action="login.failed", source=source, reason=reason)

@@ -364,3 +364,18 @@ def test_a_deactivated_user_loses_the_session_at_once_audited(console: Console) 
     (event,) = audit_rows(console, "user.deactivate")
     assert (event.actor, event.target) == ("ada", "ana")
     assert json.loads(audit_rows(console, "login.failed")[-1].detail)["reason"] == "inactive"
+
+
+def test_five_failed_logins_lock_the_user_name_for_fifteen_minutes(
+    client: TestClient, console: Console, clock: ManualClock
+) -> None:
+    for _ in range(5):
+        assert login(client, "ana", "guessing-passwords").status_code == 401
+        clock.advance(10)
+    locked = login(client, "ana")  # the right password, refused without being checked
+    assert locked.status_code == 429 and "Too many failed logins" in locked.text
+    assert login(client, "otto").status_code == 303  # other users are not locked
+    clock.advance(15 * 60)
+    assert login(client, "ana").status_code == 303
+    reasons = [json.loads(e.detail)["reason"] for e in audit_rows(console, "login.failed")]
+    assert reasons == ["wrong password"] * 5 + ["locked"]
