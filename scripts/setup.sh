@@ -36,16 +36,19 @@ if [ -z "$PY" ]; then
   echo "setup: Python 3.11 is required (python3.11 or python3 at version 3.11); install it and run again" >&2
   exit 1
 fi
+bash scripts/venv_support.sh "$PY"  # Debian's python3.11 needs python3.11-venv for `-m venv`
 
 # VENV picks another folder (a throwaway check of a fresh install); everything else uses .venv.
 VENV=${VENV:-.venv}
 LOCK=requirements/dev.txt  # every transitive version, from scripts/lock.sh
 stamp="$VENV/.installed-$(cat pyproject.toml "$LOCK" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: creating $VENV and installing the locked packages (first run downloads about 1 GB)"
+  echo "setup: creating $VENV and installing the locked packages (a first run downloads about 1 GB, TensorFlow"
+  echo "setup: alone about 600 MB, and takes 3 to 5 minutes; each download is listed with its size)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c "$LOCK" -e ".[train,faust,bench,dev]"
+  SETUP_PIP_LOG="$VENV/pip-install.log" bash scripts/pip_progress.sh \
+    "$VENV/bin/python" -m pip install -c "$LOCK" -e ".[train,faust,bench,dev]"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
