@@ -40,7 +40,7 @@ REGISTRY=$($FS config | sed -n 's/^FRAUD_REGISTRY__PATH=\(.*\)$/\1/p' | sed 's/ 
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-PUBLISHER="" STREAMER="" WATCHER="" SLEEPER=""
+PUBLISHER="" STREAMER="" WATCHER="" SLEEPER="" CONSOLE=""
 alive() { for pid in "$@"; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0; done; return 1; }
 stop_within() {  # stop_within TENTHS PID...: TERM, wait up to TENTHS/10 s, then KILL what is left
   local tenths=$1; shift
@@ -55,7 +55,7 @@ finish() {
   set +e  # a kill of a process already gone is no error here
   # the publisher and the streamer first (an unfinished Kafka transaction is aborted: invisible to the watcher),
   # then the watcher reads what they committed and prints the final figures
-  stop_within 10 "$PUBLISHER" "$STREAMER" "$SLEEPER"
+  stop_within 10 "$PUBLISHER" "$STREAMER" "$SLEEPER" "$CONSOLE"
   stop_within 9 "$WATCHER"
   wait 2>/dev/null || true
   [ "$code" -eq 130 ] && echo "interrupted: publisher, streamer and watcher stopped"
@@ -98,6 +98,15 @@ $FS demo watch --truth "$RUN_DIR/live.parquet" --since-ms "$START_MS" --expected
 WATCHER=$!
 $FS stream --from "$START_ISO" > "$RUN_DIR/streamer.log" 2>&1 &
 STREAMER=$!
+# the security console beside it: a demo analyst (password generated once, kept 0600 in the demo folder)
+CONSOLE_PASSWORD_FILE="$DEMO/console-analyst.password"
+[ -s "$CONSOLE_PASSWORD_FILE" ] || (umask 077; .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(12))" \
+  > "$CONSOLE_PASSWORD_FILE")
+$FS console create-user analyst --role analyst --password-stdin < "$CONSOLE_PASSWORD_FILE" >/dev/null 2>&1 || true
+$FS console > "$RUN_DIR/console.log" 2>&1 &
+CONSOLE=$!
+CONSOLE_URL="http://$($FS config | sed -n 's/^FRAUD_CONSOLE__HOST=\([^ ]*\).*$/\1/p'):$($FS config | sed -n 's/^FRAUD_CONSOLE__PORT=\([^ ]*\).*$/\1/p')/"
+echo "security console: $CONSOLE_URL (user analyst, password in $CONSOLE_PASSWORD_FILE; log $RUN_DIR/console.log)"
 
 step "4/5 warm the features: $WARMUP_DAYS days before the live ones, as fast as the streamer reads them"
 $FS publish "$RUN_DIR/warmup.parquet" --max --labels-delay 1d --stamp send > "$RUN_DIR/publisher.log" 2>&1
