@@ -122,30 +122,31 @@ class ApiServer:
 
 
 async def open_loop(url: str, key: str, bodies: list[bytes], rate: float, seconds: float) -> list[tuple[float, ...]]:
-    """(due, sent, done, status) per request, times on the loop's clock; status -1 for a connection error."""
+    """(due, sent, done, status) per request, times by time.perf_counter (uvloop's loop.time() has 1 ms steps);
+    status -1 for a connection error."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     results: list[tuple[float, ...]] = []
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        loop = asyncio.get_running_loop()
+        clock = time.perf_counter
 
         async def one(i: int, due: float) -> None:
-            sent = loop.time()
+            sent = clock()
             try:
                 async with session.post(url, data=bodies[i % len(bodies)]) as response:
                     await response.read()
                     status = response.status
             except aiohttp.ClientError:
                 status = -1
-            results.append((due, sent, loop.time(), float(status)))
+            results.append((due, sent, clock(), float(status)))
 
         tasks = []
-        start = loop.time() + 0.1
+        start = clock() + 0.1
         for i in range(int(rate * seconds)):
             due = start + i / rate
-            delay = due - loop.time()
+            delay = due - clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(i, due)))
