@@ -105,8 +105,10 @@ def markdown(result: dict[str, Any]) -> str:
                       f"the whole core (decode, state, folds, score, outputs; in-memory store) "
                       f"{fo['core_us_per_event']} us CPU/event.", ""]
         v = stages["validation"]
-        lines += [f"Validation (pydantic decode, batch {v['batch']}): {v['us_per_event']} us/event, "
-                  f"{v['events_per_s']:,} events/s (one core).", ""]
+        lines += [f"Validation, batch {v['batch']}: the core's decoder into columns (streamer/wire.py) "
+                  f"{v['us_per_event']} us/event, {v['events_per_s']:,} events/s (one core); pydantic over the batch "
+                  f"{v.get('pydantic_batch_us', '-')} us/event, pydantic per record "
+                  f"{v.get('pydantic_per_record_us', '-')} us/event.", ""]
         lines += ["Feature state round trip (prepare_batch + commit_batch on Redis):", ""]
         lines += _table(["batch", "ms / batch", "events/s"],
                         [[r["batch"], _fmt(r["ms_per_batch"], 2), r["events_per_s"]] for r in stages["state"]])
