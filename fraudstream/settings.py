@@ -91,6 +91,9 @@ class RedisSettings(_Section):
     """A redis:// or rediss:// URL (password inside it stays secret). None: the embedded redis-server."""
 
     url: SecretStr | None = None
+    #: The URL names one node of a Redis Cluster: the client discovers the others and follows the slots (every key
+    #: one batch writes carries its partition's hash tag, state/keys.py).
+    cluster: bool = False
     namespace: str = Field(default="fs", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     socket_timeout_s: PositiveFloat = 5.0
 

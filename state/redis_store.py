@@ -72,7 +72,9 @@ class RedisFeatureStore(KeyValueFeatureStore):
         try:
             pipe = self.client.pipeline(transaction=False)
             for group in by_tag.values():
-                pipe.mget(group)  # one slot per call: cluster-safe
+                # one slot per call; execute_command, because redis-py refuses pipe.mget on a RedisCluster though one
+                # slot is safe (its pipeline routes the command to the slot of its keys)
+                pipe.execute_command("MGET", *group)  # type: ignore[no-untyped-call]
             for key, wanted in hashes:
                 pipe.hmget(key, [str(f) for f in wanted])
             replies = pipe.execute()
@@ -102,7 +104,8 @@ class RedisFeatureStore(KeyValueFeatureStore):
                 for offset, out in c.outputs.items():
                     args += [str(offset), out]
                 args += list(w.values.values())
-                pipe.eval(_COMMIT_LUA, len(keys), *keys, *args)
+                # routed by its keys' slot (redis-py refuses pipe.eval on a RedisCluster pipeline)
+                pipe.execute_command("EVAL", _COMMIT_LUA, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             raise StateStoreError(f"Redis write failed ({type(exc).__name__}: {exc}); retry the batch") from exc
