@@ -72,7 +72,10 @@ def test_demo_stops_on_ctrl_c_within_2_s_and_prints_the_true_quality_figures(
         env.pop(name, None)  # the demo chooses its own per run
     env.update({"DEMO_DIR": str(tmp_path / "demo"), "DEMO_CUSTOMERS": "150", "DEMO_HISTORY_DAYS": "28",
                 "DEMO_WARMUP_DAYS": "3", "DEMO_LIVE_DAYS": "1", "DEMO_RATE": "40", "DEMO_SECONDS": "60",
-                "FRAUD_TOPICS__PARTITIONS": "2"})
+                "FRAUD_TOPICS__PARTITIONS": "2",
+                # the console the demo serves: the suite's port, and its database and session key in this test's folder
+                "FRAUD_CONSOLE__PORT": str(stack_settings.console.port),
+                "FRAUD_EMBEDDED__STATE_DIR": str(tmp_path / "state")})
     demo = subprocess.Popen(["bash", "scripts/demo.sh"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
@@ -103,6 +106,7 @@ def test_demo_stops_on_ctrl_c_within_2_s_and_prints_the_true_quality_figures(
     assert f"model registry: {tmp_path / 'registry'} (set FRAUD_REGISTRY__PATH=" in output
     assert re.search(r"threshold [\d.]+ \(the training run's alert budget: 40 alerts per day", output)
     assert "validation: precision" in output and "Traceback" not in output
+    assert f"security console: http://127.0.0.1:{stack_settings.console.port}/ (user analyst" in output
 
     final = FINAL.search(output)
     assert final is not None, output[-3000:]
