@@ -323,6 +323,45 @@ def model_list(request: Request, user: User = Depends(require(Permission.view_mo
                   root=str(registry.root), history=history, message=request.query_params.get("done"))
 
 
+@router.get("/models/compare", response_class=HTMLResponse)
+def model_compare(
+    request: Request, a: str = "", b: str = "", user: User = Depends(require(Permission.view_models))
+) -> Response:
+    """Two versions side by side: every metric, the thresholds, data range, holdout, scorers, features."""
+    registry = _registry(request)
+    known = registry.versions()
+    for version in (a, b):
+        if version not in known:
+            raise InputError(f"no model version {version!r} in {registry.root}; pick two from the models page")
+    left, right = registry.manifest(a), registry.manifest(b)
+
+    def flat(manifest: dict[str, Any]) -> dict[str, Any]:
+        out = {f"metrics.{k}": v for k, v in manifest.get("metrics", {}).items() if not isinstance(v, dict | list)}
+        out |= {f"threshold.{k}": v for k, v in manifest.get("thresholds", {}).items()}
+        for key in ("created_at", "holdout_id", "data_range", "scorers", "feature_spec_hash", "seed"):
+            out[key] = manifest.get(key)
+        out["features"] = len(manifest.get("feature_names", []))
+        return out
+
+    fa, fb = flat(left), flat(right)
+    rows = [(key, fa.get(key), fb.get(key)) for key in sorted(set(fa) | set(fb))]
+    return render(request, "model_compare.html", user, a=a, b=b, rows=rows, current=registry.current_version())
+
+
+@router.get("/models/{version}", response_class=HTMLResponse)
+def model_detail(version: str, request: Request, user: User = Depends(require(Permission.view_models))) -> Response:
+    """One version's manifest as the registry holds it, and the registry's audit records about it."""
+    from models.audit import read_audit
+
+    registry = _registry(request)
+    if version not in registry.versions():
+        raise InputError(f"no model version {version!r} in {registry.root}")
+    manifest = registry.manifest(version)
+    history = [r for r in read_audit(registry.root) if version in (r.version, r.previous)][::-1]
+    return render(request, "model.html", user, version=version, current=registry.current_version(),
+                  manifest=json.dumps(manifest, indent=2, sort_keys=True, default=str), history=history)
+
+
 def _move_current(request: Request, db: Session, user: User, target: str, *, force: bool, action: str) -> str | None:
     """Make `target` current through the registry (which checks it and appends its own audit line), audited here
     too with where the request came from. Returns the version it replaced."""

@@ -91,3 +91,22 @@ def test_admins_read_models_but_cannot_change_them_and_analysts_see_none(
         login(client, "ana")
         assert client.get("/models").status_code == 403
     assert _registry(models_console).current_version() == registry_versions[2]
+
+
+def test_a_version_s_manifest_and_two_versions_compared(
+    models_console: Console, registry_versions: tuple[Path, str, str]
+) -> None:
+    _root, first, second = registry_versions
+    with TestClient(models_console.app) as client:
+        login(client, "ada")
+        detail = client.get(f"/models/{first}")
+        assert detail.status_code == 200 and "feature_spec_hash" in detail.text and "holdout_id" in detail.text
+        compared = client.get(f"/models/compare?a={first}&b={second}")
+        assert compared.status_code == 200
+        assert "metrics.average_precision" in compared.text and "threshold.stack" in compared.text
+        assert first in compared.text and second in compared.text and 'class="differs"' in compared.text
+        assert client.get(f"/models/compare?a={first}&b=nope").status_code == 400
+        assert client.get("/models/nope").status_code == 400
+        client.cookies.clear()
+        login(client, "ana")
+        assert client.get(f"/models/{first}").status_code == 403
