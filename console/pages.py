@@ -241,6 +241,27 @@ def case_verdict(
     return _redirect(f"/cases/{case_id}")
 
 
+# ------------------------------------------------------------------ dashboard (every role: figures, no case data)
+DASHBOARD_DAYS = 14
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(
+    request: Request, user: User = Depends(require(Permission.view_dashboard)), db: Session = Depends(get_db)
+) -> Response:
+    """Alerts per day, precision from the verdicts, the alert score distribution, the model in service."""
+    from console.dashboard import figures
+
+    now = state_of(request).clock.now()
+    since = now - timedelta(days=DASHBOARD_DAYS)
+    rows = db.execute(select(AlertRow.produced_at, AlertRow.score, AlertRow.status)
+                      .where(AlertRow.produced_at >= since)).all()
+    open_cases = db.scalar(select(func.count()).select_from(Case).where(Case.status.in_(("open", "needs_review"))))
+    registry = _registry(request)
+    return render(request, "dashboard.html", user, figures=figures(rows, now, DASHBOARD_DAYS),
+                  open_cases=int(open_cases or 0), current=registry.current_version(), days=DASHBOARD_DAYS)
+
+
 # ------------------------------------------------------------------ users and audit (admin)
 @router.get("/users", response_class=HTMLResponse)
 def user_list(

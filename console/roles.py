@@ -21,12 +21,14 @@ class Permission(StrEnum):
     change_models = "change_models"
     manage_users = "manage_users"
     view_audit = "view_audit"
+    view_dashboard = "view_dashboard"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.analyst: frozenset({Permission.view_alerts, Permission.give_verdict}),
-    Role.ops: frozenset({Permission.view_models, Permission.change_models}),
-    Role.admin: frozenset({Permission.manage_users, Permission.view_audit, Permission.view_models}),
+    Role.analyst: frozenset({Permission.view_alerts, Permission.give_verdict, Permission.view_dashboard}),
+    Role.ops: frozenset({Permission.view_models, Permission.change_models, Permission.view_dashboard}),
+    Role.admin: frozenset({Permission.manage_users, Permission.view_audit, Permission.view_models,
+                           Permission.view_dashboard}),
 }
 
 #: Where each role lands after login.

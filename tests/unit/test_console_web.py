@@ -34,7 +34,8 @@ from tests.console_support import (
 
 #: Each page and the permission that opens it.
 PAGES = {"/alerts": Permission.view_alerts, "/alerts/rows": Permission.view_alerts, "/cases": Permission.view_alerts,
-         "/models": Permission.view_models, "/users": Permission.manage_users, "/audit": Permission.view_audit}
+         "/models": Permission.view_models, "/users": Permission.manage_users, "/audit": Permission.view_audit,
+         "/dashboard": Permission.view_dashboard}
 
 
 @pytest.fixture
@@ -379,3 +380,30 @@ def test_five_failed_logins_lock_the_user_name_for_fifteen_minutes(
     assert login(client, "ana").status_code == 303
     reasons = [json.loads(e.detail)["reason"] for e in audit_rows(console, "login.failed")]
     assert reasons == ["wrong password"] * 5 + ["locked"]
+
+
+def test_the_dashboard_counts_alerts_per_day_and_precision_from_verdicts(
+    client: TestClient, console: Console, clock: ManualClock
+) -> None:
+    from datetime import timedelta
+
+    from console.dashboard import figures
+
+    first, second, third = make_alert(1, score=0.95), make_alert(2, card="C2", score=0.55), make_alert(3, card="C3")
+    old = make_alert(4, card="C4", at=T0 - timedelta(days=30))
+    store(console, [first, second, third, old], clock)
+    clock.advance(3600)
+    login(client, "ana")
+    for alert, verdict in ((first, "fraud"), (second, "legit"), (third, "needs_review")):
+        page = client.get(f"/alerts/{alert.alert_id}")
+        client.post(f"/alerts/{alert.alert_id}/verdict", data={"csrf_token": csrf_of(page.text), "verdict": verdict})
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert '<b id="dash-alerts">3</b>' in page.text and '<b id="dash-precision">50.0%</b>' in page.text
+    with session_factory(console.engine)() as db:
+        rows = db.execute(select(AlertRow.produced_at, AlertRow.score, AlertRow.status)).all()
+    result = figures(rows, clock.now(), 14)
+    (today,) = [d for d in result.days if d.day == T0.date()]
+    assert (today.alerts, today.fraud, today.legit, today.precision) == (3, 1, 1, 0.5)
+    assert len(result.days) == 14 and sum(d.alerts for d in result.days) == 3  # the 30-day-old one is outside
+    assert [n for _lo, _hi, n in result.score_bins][5] == 1 and [n for _lo, _hi, n in result.score_bins][9] == 3
