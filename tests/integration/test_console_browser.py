@@ -122,7 +122,8 @@ def test_an_alert_streamed_through_the_pipeline_is_marked_fraud_in_the_browser(
         worker = EngineThread(settings, "browser").start()
         try:
             _log_in(browser, base, "ana", "not-her-password")
-            assert "Wrong user name or password" in browser.find_element(By.ID, "login-error").text
+            refused = _wait(browser, 10, ec.presence_of_element_located((By.ID, "login-error")), "the refusal")
+            assert "Wrong user name or password" in refused.text
             _log_in(browser, base, "ana", PASSWORDS["ana"])
             _wait(browser, 10, ec.presence_of_element_located((By.ID, "queue-rows")), "the queue")
             publish(settings, [big])  # through the streamer: features, score, alert, the console's consumer
@@ -137,7 +138,8 @@ def test_an_alert_streamed_through_the_pipeline_is_marked_fraud_in_the_browser(
             # a form whose CSRF token is gone is refused, and nothing is sent
             browser.execute_script("document.querySelector('form.verdict input[name=csrf_token]').remove();")
             browser.find_element(By.ID, "verdict-legit").click()
-            assert browser.find_element(By.ID, "error-title").text == "Form refused"
+            title = _wait(browser, 10, ec.presence_of_element_located((By.ID, "error-title")), "the CSRF refusal")
+            assert title.text == "Form refused"
             browser.get(detail_url)
             browser.find_element(By.ID, "note").send_keys("customer confirms the card was stolen")
             browser.save_screenshot(str(SCREENSHOTS / "alert.png"))
@@ -146,7 +148,8 @@ def test_an_alert_streamed_through_the_pipeline_is_marked_fraud_in_the_browser(
             assert browser.find_element(By.ID, "alert-status").text == "fraud"
             # an analyst on an admin page
             browser.get(f"{base}/users")
-            assert browser.find_element(By.ID, "error-title").text == "Forbidden"
+            title = _wait(browser, 10, ec.presence_of_element_located((By.ID, "error-title")), "the role refusal")
+            assert title.text == "Forbidden"
         finally:
             worker.stop()
     labels = [m for m in read_all(settings, settings.topics.labels)
