@@ -16,7 +16,7 @@ test-fast:        ## the same without the fault tests (Redis outage, broker rest
 test-quick:       ## unit tests only, no servers
 	MODE=quick bash scripts/test.sh
 
-test-soak:        ## the memory soak alone (TEST_SOAK_SECONDS, default 180; also part of make test)
+test-soak:        ## the leak check alone (allocations per processed event, in-process; also part of make test)
 	MODE=soak bash scripts/test.sh
 
 lint: setup
