@@ -1,6 +1,10 @@
-"""Build a redis client from Settings (redis://, rediss:// and unix:// URLs; timeouts from settings)."""
+"""Build a redis client from Settings (redis://, rediss:// and unix:// URLs; timeouts from settings), and the
+backoff between retries when Redis fails."""
 
 from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
 
 import redis
 
@@ -25,3 +29,32 @@ def redis_client(settings: Settings) -> redis.Redis:
         )
     except ValueError as exc:
         raise ConfigError(f"FRAUD_REDIS__URL cannot be used: {exc}") from None
+
+
+class RetryBackoff:
+    """Waits between Redis retries: exponential from first_s, capped at max_s, with full jitter.
+
+    The n-th wait (n from 0) is drawn uniformly from [0, min(max_s, first_s * 2**n)) (AWS's "full jitter"): workers
+    that lost Redis together do not come back in lock step, and no wait ever exceeds max_s, so a worker is idle at
+    most max_s after Redis is back. `random` is injected (tests pass a fixed sequence).
+    """
+
+    def __init__(self, max_s: float, first_s: float = 0.1, random: Callable[[], float] = _random.random) -> None:
+        if max_s <= 0 or first_s <= 0:
+            raise ValueError("backoff times must be positive")
+        self.max_s, self.first_s, self._random = max_s, first_s, random
+        self.failures = 0
+
+    def ceiling_s(self) -> float:
+        """The bound of the next wait (before jitter)."""
+        return min(self.max_s, self.first_s * 2.0 ** min(self.failures, 60))
+
+    def next_s(self) -> float:
+        """The next wait; counts a failure."""
+        wait = self.ceiling_s() * self._random()
+        self.failures += 1
+        return wait
+
+    def reset(self) -> None:
+        """Redis answered: the next outage starts from first_s again."""
+        self.failures = 0

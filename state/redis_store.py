@@ -11,6 +11,7 @@ import redis
 from features.config import FeatureConfig
 from fraudstream.errors import StateStoreError
 from state.engine import Commit, KeyValueFeatureStore
+from state.output_seal import OutputSeal
 
 # KEYS: offset key, outputs hash, then state keys. ARGV: expected offset ('' = none), new offset, ttl,
 # prune-below offset, number of outputs, then (offset, bytes) pairs, then one value per state key.
@@ -58,9 +59,12 @@ class RedisFeatureStore(KeyValueFeatureStore):
         partitions: int = 6,
         label_partitions: int | None = None,
         user_key: Callable[[str], str] | None = None,
+        output_seal: OutputSeal | None = None,
     ) -> None:
+        """output_seal: encrypt the cached outputs (set with user_key, so no raw user id reaches Redis)."""
         super().__init__(namespace, cfg, partitions=partitions, label_partitions=label_partitions, user_key=user_key)
         self.client = client
+        self.output_seal = output_seal
 
     def _load(
         self, keys: list[str], hash_fields: dict[str, list[int]]
@@ -84,8 +88,12 @@ class RedisFeatureStore(KeyValueFeatureStore):
         for group, reply in zip(by_tag.values(), replies, strict=False):
             found.update(zip(group, reply, strict=True))
         fields: dict[str, list[bytes | None]] = {k: [] for k in hash_fields}
-        for (key, _), reply in zip(hashes, replies[len(by_tag) :], strict=True):
-            fields[key] = list(reply)
+        seal = self.output_seal
+        for (key, wanted), reply in zip(hashes, replies[len(by_tag) :], strict=True):
+            if seal is None:
+                fields[key] = list(reply)
+            else:
+                fields[key] = [None if v is None else seal.open(key, f, v) for f, v in zip(wanted, reply, strict=True)]
         return [found[k] for k in keys], fields
 
     def _commit(self, commits: list[Commit]) -> None:
@@ -93,15 +101,16 @@ class RedisFeatureStore(KeyValueFeatureStore):
             pipe = self.client.pipeline(transaction=False)
             for c in commits:
                 w = c.write
+                outputs = c.outputs if self.output_seal is None else self.output_seal.seal_all(c.outputs_key, c.outputs)
                 keys = [c.offset_key, c.outputs_key, *w.values]
                 args: list[bytes | str | int] = [
                     "" if w.expected_offset is None else str(w.expected_offset),
                     str(w.new_offset),
                     self.ttl_s,
                     str(w.prune_below),
-                    len(c.outputs),
+                    len(outputs),
                 ]
-                for offset, out in c.outputs.items():
+                for offset, out in outputs.items():
                     args += [str(offset), out]
                 args += list(w.values.values())
                 # routed by its keys' slot (redis-py refuses pipe.eval on a RedisCluster pipeline)

@@ -8,6 +8,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from features.jit import warm as warm_kernels
 from fraudstream.clock import Clock, SystemClock
@@ -16,6 +17,9 @@ from state.store import FeatureStore
 from streamer.core import StreamProcessor
 from streamer.metrics import StreamMetrics
 from streamer.scoring import ModelHolder
+
+if TYPE_CHECKING:
+    from state.output_seal import OutputSeal
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,16 @@ def build_store(settings: Settings, partitions: int | None = None, label_partiti
         partitions=partitions,
         label_partitions=label_partitions,
         user_key=user_key_for(settings),
+        output_seal=output_seal_for(settings),
     )
+
+
+def output_seal_for(settings: Settings) -> OutputSeal | None:
+    """With the user-id HMAC key set, the cached outputs (which name users) are encrypted too (state/output_seal.py)."""
+    from state.output_seal import OutputSeal
+
+    secret = settings.streamer.user_id_hmac_key
+    return None if secret is None else OutputSeal(secret.get_secret_value().encode())
 
 
 def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> ModelHolder:
