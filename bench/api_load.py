@@ -154,15 +154,48 @@ async def open_loop(url: str, key: str, bodies: list[bytes], rate: float, second
     return results
 
 
-def _run_loop(coroutine: Any) -> list[tuple[float, ...]]:
+async def closed_loop(url: str, key: str, bodies: list[bytes], count: int, in_flight: int) -> float:
+    """`count` requests with `in_flight` at a time (each sent when one returns); returns the seconds taken."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    todo = iter(range(count))
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def worker() -> None:
+            for i in todo:
+                async with session.post(url, data=bodies[i % len(bodies)]) as response:
+                    await response.read()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return time.perf_counter() - began
+
+
+def server_cost(server: ApiServer, key: str, bodies: list[bytes], count: int = 1000) -> dict[str, Any]:
+    """The server's own CPU per request (less sensitive to the machine's load than latency is): requests one at a
+    time (each a batch of one) and 16 in flight (batched), and /v1/health (the HTTP stack alone)."""
+    from bench.monitor import read_cpu_rss
+
+    out: dict[str, Any] = {}
+    for name, in_flight in (("alone", 1), ("16_in_flight", 16)):
+        before = read_cpu_rss(server.process.pid)
+        took = _run_loop(closed_loop(f"{server.url}/v1/score", key, bodies, count, in_flight))
+        after = read_cpu_rss(server.process.pid)
+        if before is None or after is None:
+            continue
+        out[name] = {"cpu_ms_per_request": round((after[0] - before[0]) / count * 1000, 3),
+                     "requests_per_s": round(count / took, 1)}  # fmt: skip
+    return out
+
+
+def _run_loop(coroutine: Any) -> Any:
     """On uvloop when it is installed (the generator's own cost per request is lower), else asyncio."""
     try:
         import uvloop
     except ImportError:
-        result: list[tuple[float, ...]] = asyncio.run(coroutine)
-        return result
-    found: list[tuple[float, ...]] = uvloop.run(coroutine)
-    return found
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def _ms(values: np.ndarray, q: float) -> float | None:
@@ -194,6 +227,8 @@ def run_api_bench(ctx: Any, rate: float, seconds: float, say: Callable[[str], No
         load_after = os.getloadavg()[0]
         loadgen_cpu = round(100.0 * (time.process_time() - cpu0) / (wall1 - wall0), 1)
         server_cpu = server.monitor.cpu_percent(wall0 + warmup_s, wall1)
+        say("api: the server's CPU per request, closed loop (one at a time, then 16 in flight)")
+        cost = server_cost(server, key, bodies)
         peak = server.monitor.peak_rss_mib
     finally:
         server.stop()
@@ -216,6 +251,7 @@ def run_api_bench(ctx: Any, rate: float, seconds: float, say: Callable[[str], No
         "state_events": applied, "request_users": len(bodies), "scorer": settings.streamer.scorer,
         "http": "uvicorn " + ("httptools" if importlib.util.find_spec("httptools") else "h11") + ", "
                 + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio"),
+        "server_cost": cost,
         "load_average_1m": [round(load_before, 2), round(load_after, 2)], "cores": os.cpu_count(),
         "goal_p99_ms": GOAL_P99_MS, "met": p99 is not None and p99 < GOAL_P99_MS and len(ok) == len(kept),
     }  # fmt: skip

@@ -138,6 +138,11 @@ def markdown(result: dict[str, Any]) -> str:
                           _fmt(api["p999_ms"], 2), _fmt(api["max_ms"], 2), _fmt(api["service_p99_ms"], 2),
                           _fmt(api["server_cpu_percent"], 1), _fmt(api["server_peak_rss_mib"], 1),
                           _fmt(api["loadgen_cpu_percent"], 1), "yes" if api["met"] else "NO"]])
+        cost = api.get("server_cost") or {}
+        if cost:
+            lines += ["Server CPU per request, closed loop: " + "; ".join(
+                f"{name.replace('_', ' ')}: {c['cpu_ms_per_request']} ms ({c['requests_per_s']:,.0f} requests/s)"
+                for name, c in cost.items()) + ".", ""]
     soak = result.get("soak")
     if soak:
         if "error" in soak:
