@@ -77,8 +77,11 @@ class ModelFacts:
         named = "stack" if scorer == "stack" else scorer
         validation = {k.split(".", 1)[1]: float(v) for k, v in metrics.items()
                       if k.startswith(f"{named}.") and isinstance(v, int | float)}
-        return cls(version, scorer, float(manifest["thresholds"][scorer]), validation.get("alerts_per_day"),
-                   validation)
+        thresholds = dict(manifest.get("thresholds", {}))
+        if scorer not in thresholds:
+            raise InputError(f"model {version} has no threshold for scorer '{scorer}' (it has "
+                             f"{', '.join(sorted(thresholds)) or 'none'}); set FRAUD_STREAMER__SCORER to one of them")
+        return cls(version, scorer, float(thresholds[scorer]), validation.get("alerts_per_day"), validation)
 
     def lines(self) -> list[str]:
         v = self.validation
@@ -115,7 +118,7 @@ class Watch:
         self.echo, self.every_s = echo, every_s
         self.seen = Seen()
         self.stopping = False
-        self.facts = ModelFacts.of(settings)
+        self.facts: ModelFacts | None = None  # read once Kafka answers
         self._started = time.monotonic()
         self._live_since: float | None = None if warmup else self._started
         self._txn_starts: list[Any] = []
@@ -148,9 +151,10 @@ class Watch:
         signal.signal(signal.SIGTERM, self.stop)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job of the demo ignores it: the
             signal.signal(signal.SIGINT, self.stop)  # script stops the streamer first, then sends SIGTERM here
+        consumer, self._starts = self._consumer()
+        self.facts = ModelFacts.of(self.settings)
         for line in self.facts.lines():
             self.echo(line)
-        consumer, self._starts = self._consumer()
         last = time.monotonic()
         try:
             while not self.stopping:
@@ -242,9 +246,10 @@ class Watch:
                 "not_published": max(self.expected - published, 0)}
 
     def _finish(self, left: dict[str, int]) -> dict[str, Any]:
-        q = self.quality()
+        q, facts = self.quality(), self.facts
+        assert facts is not None
         self.echo(f"final: {q.line()}")
-        for line in self.facts.lines():
+        for line in facts.lines():
             self.echo(line)
         self.echo(
             f"left behind: {left['not_scored']:,} of the {left['published']:,} transactions published stay in "
@@ -252,9 +257,9 @@ class Watch:
             f"its own at its start time); {left['not_published']:,} of the {self.expected:,} simulated were not "
             "published"
         )
-        summary = {"quality": q.as_dict(), "left_behind": left, "threshold": self.facts.threshold,
-                   "scorer": self.facts.scorer, "model_version": self.facts.version,
-                   "alerts_per_day_budget": self.facts.alerts_per_day, "validation": self.facts.validation}
+        summary = {"quality": q.as_dict(), "left_behind": left, "threshold": facts.threshold,
+                   "scorer": facts.scorer, "model_version": facts.version,
+                   "alerts_per_day_budget": facts.alerts_per_day, "validation": facts.validation}
         if self.summary_path is not None:
             self.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         return summary

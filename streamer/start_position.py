@@ -96,7 +96,14 @@ def place(settings: Settings, group: str, topic: str, start: StartPosition) -> P
             stamp = int(start.at.timestamp() * 1000)
             found = consumer.offsets_for_times([TopicPartition(topic, p, stamp) for p in ends], timeout=timeout)
             offsets = {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition][1] for tp in found}
-        consumer.commit(offsets=[TopicPartition(topic, p, off) for p, off in offsets.items()], asynchronous=False)
+        try:
+            consumer.commit(offsets=[TopicPartition(topic, p, off) for p, off in offsets.items()], asynchronous=False)
+        except KafkaException as exc:
+            if not _group_is_active(exc):
+                raise
+            # another worker of the group joined first (its first commit still to come): the group is not new
+            log.info("consumer group %s already has members on %s; this worker joins them", group, topic)
+            return Placement(group, topic, False, {}, 0)
         rereads = sum(max(ends[p][1] - off, 0) for p, off in offsets.items())
         return Placement(group, topic, True, offsets, rereads)
     except KafkaException as exc:
@@ -110,6 +117,16 @@ def place(settings: Settings, group: str, topic: str, start: StartPosition) -> P
 #: Coordinator errors of a broker still creating __consumer_offsets or loading a group: retried.
 _RETRIABLE = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
               KafkaError._TIMED_OUT}
+
+
+#: What the broker answers a commit from outside the group while the group has members.
+_ACTIVE_GROUP = {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
+                 KafkaError.FENCED_INSTANCE_ID}
+
+
+def _group_is_active(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() in _ACTIVE_GROUP
 
 
 def _committed(consumer: Consumer, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:

@@ -42,6 +42,9 @@ UNREACHABLE: dict[tuple[str, ...], tuple[str, ...]] = {
     ("label",): ("T1", "fraud", "--user", "C1"),
     ("backtest",): ("--from-topic", "--start", "2024-01-01", "--end", "2024-01-02"),
     ("alerts", "tail"): ("--no-follow",),
+    ("dlq", "tail"): (),
+    ("late", "tail"): (),
+    ("demo", "watch"): ("--truth", "{csv}", "--since-ms", "0"),
     ("api", "serve"): (),
 }
 #: Commands that never talk to Kafka or Redis, and why.
@@ -50,6 +53,7 @@ OFFLINE: dict[tuple[str, ...], str] = {
     ("schemas",): "writes or checks the JSON Schema files in the package",
     ("simulate",): "writes a local file",
     ("import",): "reads and writes local files",
+    ("demo", "split"): "reads and writes local files",
     ("down",): "stops local processes by their pid files",
     ("api", "create-key"): "writes the local API keys file",
     ("api", "revoke-key"): "writes the local API keys file",
