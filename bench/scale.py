@@ -6,10 +6,10 @@
 
 The clusters are started from the embedded broker's jars (fraudstream/infra/cluster.py) in a temporary folder and
 stopped at the end; ports default to free ones. For each worker count: fresh topics of --partitions partitions, the
-whole backlog published first, then the workers start together; events/s = events / (last score committed - first
-score committed), counted on the scores topic with read_committed. Each worker is a `fraudstream stream`
-subprocess (exactly once, the tiny model: scoring cost is not the MLP's). Prints one JSON line per count and a
-table; --out writes them as JSON.
+workers start on the empty topics, and once every one answers /ready (partitions assigned) the whole backlog is
+published at once; events/s = events / (last score committed - first score committed), counted on the scores
+topic with read_committed. Each worker is a `fraudstream stream` subprocess (exactly once, the tiny model: scoring
+cost is not the MLP's). Prints one JSON line per count and a table; --out writes them as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ def _ports(text: str | None, count: int) -> tuple[int, ...]:
     return tuple(free_port() for _ in range(count))
 
 
-def _count_scores(settings: Settings, expected: int, timeout_s: float) -> tuple[int, float | None, float | None]:
+def _count_scores(
+    settings: Settings, expected: int, timeout_s: float, alive: Callable[[], bool]
+) -> tuple[int, float | None, float | None]:
     """Read the scores topic (read_committed) until `expected` records: (count, first and last commit, s)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -55,7 +58,10 @@ def _count_scores(settings: Settings, expected: int, timeout_s: float) -> tuple[
     deadline = time.monotonic() + timeout_s
     try:
         while seen < expected and time.monotonic() < deadline:
-            for message in consumer.consume(2000, timeout=0.5):
+            messages = consumer.consume(2000, timeout=0.5)
+            if not messages and not alive():
+                break  # every worker has exited: nothing more will come
+            for message in messages:
                 if message.error() is not None:
                     continue
                 seen += 1
@@ -67,8 +73,29 @@ def _count_scores(settings: Settings, expected: int, timeout_s: float) -> tuple[
     return seen, first, last
 
 
+def _ready(port: int) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=3) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_ready(ports: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(_ready(p) for p in ports):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench.scale: workers not all ready after {timeout_s:.0f} s (more than partitions?)")
+        time.sleep(0.5)
+    time.sleep(2)  # a last rebalance triggered by the last joiner settles
+
+
 def run_count(base: Settings, workers: int, events: int, partitions: int, registry: Path, seed: int) -> dict[str, Any]:
     from bench.engine_run import publish, transactions
+    from bench.streams import free_port
     from fraudstream.infra.topics import ensure_topics
     from fraudstream.settings_env import settings_env
 
@@ -82,20 +109,32 @@ def run_count(base: Settings, workers: int, events: int, partitions: int, regist
     )
     ensure_topics(settings)
     txns = transactions(events, seed)
-    publish(settings, txns, None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update(settings_env(settings))
-    env.update({"FRAUD_LOG_LEVEL": "WARNING", "FRAUD_STREAMER__METRICS_PORT": "0", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    env.update({"FRAUD_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    logs = [registry.parent / f"{name}-{i}.log" for i in range(workers)]
+    ports = [free_port() for _ in range(workers)]
+    procs = []
+    for i, (log_path, port) in enumerate(zip(logs, ports, strict=True)):
+        with log_path.open("w") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "fraudstream", "stream", "--engine", "kafka", "--idle-exit", "15",
+                 "--instance-id", f"{name}-{i}", "--from", "earliest"], cwd=REPO,
+                env={**env, "FRAUD_STREAMER__METRICS_PORT": str(port)}, stdout=subprocess.PIPE, stderr=log, text=True))
+    # the group settles first (every worker /ready: partitions assigned, Redis, Kafka, model), then the backlog is
+    # published at once: the rate measured is the workers', not the group's formation
+    _wait_ready(ports, timeout_s=180)
     started = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, "-m", "fraudstream", "stream", "--engine", "kafka", "--idle-exit", "10",
-                               "--instance-id", f"{name}-{i}", "--from", "earliest"], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(workers)]
-    seen, first, last = _count_scores(settings, len(txns), timeout_s=900)
+    publish(settings, txns, None)
+    seen, first, last = _count_scores(settings, len(txns), timeout_s=900, alive=lambda: any(
+        p.poll() is None for p in procs))
     summaries = []
-    for proc in procs:
+    for proc, log_path in zip(procs, logs, strict=True):
         out, _ = proc.communicate(timeout=300)
         lines = out.strip().splitlines()
-        summaries.append(json.loads(lines[-1]) if lines else {})
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"bench.scale: a worker exited {proc.returncode}: {log_path.read_text()[-1500:]}")
+        summaries.append(json.loads(lines[-1]))
     span = (last - first) if first is not None and last is not None else None
     return {
         "workers": workers, "partitions": partitions, "events": len(txns), "scored": seen,
