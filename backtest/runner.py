@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 from backtest.events import EventStream
 from backtest.fold_source import FoldSource
 from backtest.folds import FoldModel
-from backtest.inputs import History
 from backtest.replay import FixedClock, ReplayStats, ScoreSink, SwitchableModels, replay_fast, segments
 from backtest.windows import HANDBOOK_WARMUP_DAYS, FoldWindow, fixed_window, walk_forward
+from bankbus.topic_history import History
 from fraudstream.errors import ConfigError, InfraError, InputError
 from fraudstream.settings import Settings
 
