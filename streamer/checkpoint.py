@@ -11,7 +11,8 @@ the first batch after the last one ended, and each batch goes through it as it i
      says COMMITTED or ABORTED; after an abort the engine rewinds to `first_offsets` and every batch of the
      checkpoint comes again, replayed from the store's output cache, which keeps outputs from the first offset of
      the checkpoint not committed (`unsettled_from`, given to the store before each batch).
-A commit that does not return within `commit_timeout_s` is given up as ABORTED: librdkafka's
+A commit that does not return within `commit_timeout_s` (the engine: half of FRAUD_STREAMER__RECOVERY_TIMEOUT_S) is
+given up as ABORTED: librdkafka's
 send_offsets_to_transaction can block past its own timeout once a restarted broker was the group coordinator
 (confluentinc/librdkafka#5456, #5511), so the output is rebuilt (exactly once: a new producer with the same
 transactional id fences the stuck one) and the stuck call is left on its daemon thread.
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Longer than a commit that works takes (the broker itself aborts a transaction open for 60 s).
+#: Longer than a commit that works takes (the broker itself aborts a transaction open for 60 s); the kafka engine
+#: passes half its recovery timeout instead.
 COMMIT_TIMEOUT_S = 60.0
 
 Partition = tuple[str, int]
@@ -91,6 +93,7 @@ class Checkpointer:
         self.commit_timeout_s = commit_timeout_s
         self.current: Checkpoint | None = None
         self._future: Future[float] | None = None
+        self._output_stale = False  # a rebuild of the output failed (the broker was gone): retried at the next begin
 
     # ------------------------------------------------------------------ steps 2 and 3
     def add(self, records: list[RawRecord], result: BatchResult) -> Checkpoint:
@@ -106,11 +109,20 @@ class Checkpointer:
         cp.add(records, result)
         try:
             if len(cp.batches) == 1:
+                if self._output_stale:
+                    self._rebuild_output()
                 self.output.begin()
             self.output.produce(result.messages)
-        except KafkaException as exc:
+        except (KafkaException, InfraError) as exc:
             self._end(cp, Status.ABORTED, error=exc)
         return cp
+
+    def _rebuild_output(self) -> None:
+        """A new producer (exactly once: same transactional id, so the stuck one is fenced). InfraError if the
+        broker does not answer; then the next checkpoint tries again."""
+        self._output_stale = True
+        self.output.reset()
+        self._output_stale = False
 
     def remaining_s(self) -> float | None:
         """Seconds until the open checkpoint is due; None when none is open."""
@@ -161,7 +173,10 @@ class Checkpointer:
                 raise
             stuck = TimeoutError(f"the commit did not return in {self.commit_timeout_s:.0f} s")
             log.error("%s; rebuilding the producer", stuck)
-            self.output.reset()
+            try:
+                self._rebuild_output()
+            except InfraError as exc:
+                log.warning("producer not rebuilt (%s); retried with the next checkpoint", exc)
             return self._end(cp, Status.ABORTED, error=stuck)
         return self._end(cp, Status.COMMITTED, committed_at=committed_at)
 

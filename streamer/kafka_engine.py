@@ -9,6 +9,9 @@ Redis); that batch's outputs go out once the commit has ended.
 Redis down: what is done commits, the failed batch is held, partitions paused, retried with exponential backoff;
 nothing of it is committed meanwhile.
 Rebalance: revoked partitions commit the checkpoint first; lost ones abort it (another member may own them now).
+Recovery is bounded by FRAUD_STREAMER__RECOVERY_TIMEOUT_S (streamer/recovery.py): a commit that has not returned in
+half of it is given up and the producer rebuilt; a member whose partitions wait with no committed progress for half
+of it, the broker answering, restarts (new consumers, new producer); close() never hangs or raises.
 Labels come through a second consumer (group `<group>.labels`): one group over both topics lets the sticky assignor
 give one worker every transactions partition and the other only labels. Labels are applied idempotently per offset
 in Redis, and their offsets are committed right after the checkpoint (at least once, replays harmless).
@@ -29,11 +32,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from fraudstream.errors import InfraError, StateStoreError
 from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
+from state.redis_client import RetryBackoff
 from streamer.checkpoint import Checkpoint, Checkpointer, Partition, Status
 from streamer.core import BatchResult, RawRecord, StreamProcessor
 from streamer.kafka_tx import IdempotentOutput, Output, TransactionalOutput
 from streamer.metrics import StreamMetrics
 from streamer.progress import ProgressLog
+from streamer.recovery import StallWatch, bounded, group_progress
 from streamer.stats import EngineStats
 
 log = logging.getLogger(__name__)
@@ -98,17 +103,26 @@ class KafkaEngine:
         self._last_activity = time.monotonic()
         self._last_lag = 0.0
         self.last_poll_at: float | None = None  # monotonic time of the last poll: liveness (streamer/health.py)
-        extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
-                 "queued.max.messages.kbytes": PREFETCH_KBYTES}
-        self.consumer = Consumer(consumer_config(settings, self.cfg.consumer_group, **extra))
-        self.label_consumer = Consumer(consumer_config(settings, f"{self.cfg.consumer_group}.labels", **extra))
+        self._replacing = False  # the rebalance callbacks of consumers being replaced are ignored
+        self.member_restarts = 0
+        self.consumer, self.label_consumer = self._new_consumers()
         self.output: Output
         if self.cfg.processing_guarantee == "exactly_once":
             self.output = TransactionalOutput(settings, f"{self.cfg.transactional_id}-{self.instance_id}")
         else:
             self.output = IdempotentOutput(settings)
         interval_s = self.cfg.commit_interval_ms / 1000.0
-        self.checkpoints = Checkpointer(self.output, self.consumer, settings.topics.transactions, interval_s, clock)
+        recovery_s = self.cfg.recovery_timeout_s
+        self.checkpoints = Checkpointer(self.output, self.consumer, settings.topics.transactions, interval_s, clock,
+                                        commit_timeout_s=recovery_s / 2)
+        self.stall_watch = StallWatch(recovery_s / 2)
+
+    def _new_consumers(self) -> tuple[Consumer, Consumer]:
+        extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
+                 "queued.max.messages.kbytes": PREFETCH_KBYTES}
+        group = self.cfg.consumer_group
+        return (Consumer(consumer_config(self.settings, group, **extra)),
+                Consumer(consumer_config(self.settings, f"{group}.labels", **extra)))
 
     def assigned_transactions_partitions(self) -> int:
         """How many transactions partitions this worker holds now (readiness; safe from another thread)."""
@@ -128,10 +142,14 @@ class KafkaEngine:
         log.info("assigned %s", _names(partitions), extra={"event": "assign", "instance": self.instance_id})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._replacing:
+            return
         self._give_up(partitions, commit=True)
         log.info("revoked %s", _names(partitions), extra={"event": "revoke", "instance": self.instance_id})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._replacing:
+            return
         log.warning("lost %s", _names(partitions), extra={"event": "lost", "instance": self.instance_id})
         self._give_up(partitions, commit=False)
 
@@ -149,10 +167,7 @@ class KafkaEngine:
 
     # ------------------------------------------------------------------ main loop
     def run(self, *, max_events: int | None = None, idle_exit_s: float | None = None) -> EngineStats:
-        topics = [self.settings.topics.transactions, self.settings.topics.labels]
-        callbacks = {"on_assign": self._on_assign, "on_revoke": self._on_revoke, "on_lost": self._on_lost}
-        self.consumer.subscribe(topics[:1], **callbacks)
-        self.label_consumer.subscribe(topics[1:], **callbacks)
+        topics = self._subscribe()
         log.info("kafka engine %s consuming %s as group %s", self.instance_id, topics, self.cfg.consumer_group)
         self._last_activity = time.monotonic()
         try:
@@ -161,6 +176,8 @@ class KafkaEngine:
                     self._settle()
                 if self.checkpoints.due():
                     self.checkpoints.start_commit()
+                if self.stall_watch.due():
+                    self._check_stall()
                 if max_events is not None and self.stats.records >= max_events:
                     break
                 records = self._poll(self._wait_s())
@@ -180,6 +197,56 @@ class KafkaEngine:
         finally:
             self.close()
         return self.stats
+
+    def _subscribe(self) -> list[str]:
+        topics = [self.settings.topics.transactions, self.settings.topics.labels]
+        callbacks = {"on_assign": self._on_assign, "on_revoke": self._on_revoke, "on_lost": self._on_lost}
+        self.consumer.subscribe(topics[:1], **callbacks)
+        self.label_consumer.subscribe(topics[1:], **callbacks)
+        return topics
+
+    # ------------------------------------------------------------------ bounded recovery (streamer/recovery.py)
+    def _check_stall(self) -> None:
+        """Restart the member if a partition it owns (or any, when it owns none) waits with no committed progress
+        for half the recovery timeout while the broker answers."""
+        topic = self.settings.topics.transactions
+        try:
+            committed, ends = group_progress(self.consumer, topic)
+        except KafkaException as exc:
+            log.debug("group progress not available (%s); the broker is not back", exc)
+            self.stall_watch.skip()
+            return
+        stuck = set(self.stall_watch.observe(committed, ends))
+        mine = {p for t, p in self._assigned if t == topic}
+        if stuck and (not mine or stuck & mine):
+            self._restart_member(stuck, self.stall_watch.stalled_for())
+
+    def _restart_member(self, stuck: set[int], stalled_s: float) -> None:
+        """Leave the group and join again with new consumers and a new producer (the old one is fenced); the open
+        checkpoint is aborted, so its batches replay from the committed offsets."""
+        self.member_restarts += 1
+        log.warning("partitions %s of %s wait with no progress for %.0f s while the broker answers; restarting this "
+                    "member (restart %d)", sorted(stuck), self.settings.topics.transactions, stalled_s,
+                    self.member_restarts, extra={"event": "member_restart", "instance": self.instance_id})
+        self.stats.kafka_retries += 1
+        self._give_up([TopicPartition(t, p) for t, p in self._assigned], commit=False)
+        self._held = []
+        self._replacing = True
+        try:
+            for consumer in (self.consumer, self.label_consumer):
+                bounded(consumer.close, self.cfg.recovery_timeout_s / 4, "consumer close")
+        finally:
+            self._replacing = False
+        self._assigned, self._paused = set(), False
+        try:
+            self.output.reset()
+        except InfraError as exc:  # the broker went again: the next check retries
+            log.warning("producer not rebuilt (%s); retrying at the next check", exc)
+        self.consumer, self.label_consumer = self._new_consumers()
+        self.checkpoints.consumer = self.consumer
+        self._subscribe()
+        self.stall_watch.reset()
+        self._last_activity = time.monotonic()
 
     def _wait_s(self) -> float:
         """How long a poll may block for the first record: never past the open checkpoint's commit time."""
@@ -232,7 +299,7 @@ class KafkaEngine:
         """Process one batch into the checkpoint; on a Redis failure commit what is done, hold the batch (partitions
         paused) and retry with backoff."""
         self._held = records
-        delay = 0.1
+        backoff = RetryBackoff(self.cfg.redis_retry_max_s)
         while self._held:
             self.processor.store.keep_outputs_from(self.checkpoints.unsettled_from())
             try:
@@ -244,9 +311,9 @@ class KafkaEngine:
                 self.stats.redis_retries += 1
                 if self.metrics is not None:
                     self.metrics.redis_retries.inc()
+                delay = backoff.next_s()
                 log.warning("state store unavailable (%s); retrying in %.1f s, nothing committed", exc, delay)
                 self._wait_serving_callbacks(delay)
-                delay = min(delay * 2, self.cfg.redis_retry_max_s)
                 if self.stop_event.is_set():
                     log.warning("stopping during a state store outage; the held batch stays uncommitted")
                     self._held = []
@@ -259,6 +326,8 @@ class KafkaEngine:
                 if checkpoint.status is Status.ABORTED:
                     self._aborted(checkpoint)
         self._resume()
+        if backoff.failures:
+            self.stall_watch.reset()  # held on purpose through the outage: not a stall
 
     def _settle(self, after: list[RawRecord] | None = None) -> bool:
         """Wait for the committing checkpoint. True if it committed (or none was committing); False if it aborted:
@@ -303,7 +372,7 @@ class KafkaEngine:
         labels = [TopicPartition(t, p, off) for (t, p), off in checkpoint.next_offsets.items() if t != txn_topic]
         if labels:
             try:
-                self.label_consumer.commit(offsets=labels, asynchronous=False)
+                self.label_consumer.commit(offsets=labels, asynchronous=True)  # never blocks the loop
             except KafkaException as exc:  # a replay of these labels changes nothing
                 log.warning("label offsets not committed (%s); they will be re-read and ignored", exc.args[0])
         self.stats.transactions += 1
@@ -377,14 +446,13 @@ class KafkaEngine:
 
     def close(self) -> None:
         """Bounded: a commit still running (the loop failed) gets CLOSE_TIMEOUT_S, an open checkpoint is aborted,
-        the producer's flush gets CLOSE_TIMEOUT_S; errors are logged, never raised."""
-        self.checkpoints.close(CLOSE_TIMEOUT_S)
+        each consumer's close and the producer's abort and flush get CLOSE_TIMEOUT_S each, on a thread of their own
+        (a call stuck in librdkafka is left behind); errors are logged, never raised."""
+        timeout_s = min(CLOSE_TIMEOUT_S, self.cfg.recovery_timeout_s)
+        bounded(lambda: self.checkpoints.close(timeout_s), timeout_s + 1.0, "last commit")
         for consumer in (self.consumer, self.label_consumer):
-            try:
-                consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.debug("consumer close: %s", exc)
-        self.output.close(CLOSE_TIMEOUT_S)
+            bounded(consumer.close, timeout_s, "consumer close")
+        bounded(lambda: self.output.close(timeout_s), timeout_s + 1.0, "producer close")
         log.info("kafka engine %s stopped", self.instance_id, extra={"stats": _summary(self.stats)})
 
 

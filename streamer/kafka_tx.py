@@ -12,6 +12,7 @@ never raises.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -42,14 +43,25 @@ class Output(Protocol):
     def close(self, timeout_s: float) -> None: ...
 
 
+#: The longest produce() waits for room in a full local queue before the checkpoint is given up.
+QUEUE_FULL_TIMEOUT_S = 30.0
+
+
 def produce_all(producer: Producer, messages: Sequence[OutputMessage], **kwargs: Any) -> None:
+    """Produce every message; KafkaException if the local queue stays full for QUEUE_FULL_TIMEOUT_S (a producer
+    that delivers nothing any more, after a broker failure: the caller aborts and rebuilds)."""
     produce = producer.produce
     for message in messages:
+        deadline = None
         while True:
             try:
                 produce(message.topic, message.value, message.key, headers=message.headers, **kwargs)  # type: ignore[arg-type]
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
+                deadline = deadline or time.monotonic() + QUEUE_FULL_TIMEOUT_S
+                if time.monotonic() > deadline:
+                    full = KafkaError(KafkaError._QUEUE_FULL, "the producer's queue stayed full")
+                    raise KafkaException(full) from None
                 producer.poll(0.05)
 
 
@@ -70,7 +82,17 @@ class TransactionalOutput:
         self.transactional_id = transactional_id
         self.timeout_s = max(30.0, settings.kafka.request_timeout_s * 3)
         self._open = False
+        self._stale = False  # a rebuild failed (the broker did not answer): the next begin() tries again
         self._producer = self._new_producer()
+
+    def _rebuild(self) -> None:
+        """A new producer; if the broker does not answer, keep the old one and try again at the next begin()."""
+        try:
+            self._producer = self._new_producer()
+            self._stale = False
+        except InfraError as exc:
+            log.warning("%s; retried at the next checkpoint", exc)
+            self._stale = True
 
     def _new_producer(self) -> Producer:
         config = producer_config(
@@ -89,6 +111,9 @@ class TransactionalOutput:
         return producer
 
     def begin(self) -> None:
+        if self._stale:
+            self._producer = self._new_producer()  # InfraError: this checkpoint is given up, the next tries again
+            self._stale = False
         try:
             self._producer.begin_transaction()
             self._open = True
@@ -112,6 +137,8 @@ class TransactionalOutput:
             self._commit_transaction(producer)
             self._open = False
         except KafkaException as exc:
+            if producer is not self._producer:  # given up while stuck and replaced (its fencing is ours): no recovery
+                raise
             self._recover(exc.args[0])
             raise
 
@@ -138,7 +165,7 @@ class TransactionalOutput:
         if isinstance(error, KafkaError) and error.fatal():
             log.error("fatal producer error (%s); rebuilding the producer", error.str())
             self._open = False
-            self._producer = self._new_producer()
+            self._rebuild()
             return
         self.abort()
 
@@ -151,7 +178,7 @@ class TransactionalOutput:
         except KafkaException as exc:
             log.error("abort_transaction failed (%s)%s", exc.args[0], "; rebuilding the producer" if rebuild else "")
             if rebuild:
-                self._producer = self._new_producer()
+                self._rebuild()
 
     def reset(self) -> None:
         """A new producer with the same transactional id: the broker fences the old one (stuck in a call) and aborts
