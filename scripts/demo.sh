@@ -60,7 +60,8 @@ finish() {
   wait 2>/dev/null || true
   [ "$code" -eq 130 ] && echo "interrupted: publisher, streamer and watcher stopped"
   echo "run folder: $RUN_DIR (summary.json, streamer.log with a progress line every 5 s, publisher.log)"
-  echo "model registry: $REGISTRY (set FRAUD_REGISTRY__PATH=$REGISTRY for \`fraudstream stream\` and \`train\`)"
+  echo "model registry: $REGISTRY (set FRAUD_REGISTRY__PATH=$REGISTRY, and FRAUD_REGISTRY__ALLOW_UNSIGNED=true:"
+  echo "  the demo's model is unsigned, for \`fraudstream stream\` and \`train\` to use it)"
   echo "still running: Kafka and Redis (\`.venv/bin/fraudstream status\`; \`make down\` stops them)"
   exit "$code"
 }
