@@ -1,4 +1,4 @@
-"""`python -m bench` (also `make bench`): passthrough ceiling, both engines end to end, stages, training.
+"""`python -m bench` (also `make bench`): passthrough ceiling, engines and quix reference end to end, stages, training.
 
 Writes bench/results/bench.json and bench/results/bench.md and prints the table. Uses the configured stack
 (FRAUD_* environment; by default the embedded one, started if needed and stopped again if this run started it).
@@ -27,7 +27,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of {', '.join(SECTIONS)} (soak is not in the default)")
-    parser.add_argument("--engines", default="kafka,faust")
+    parser.add_argument("--engines", default="kafka,faust,quix",
+                        help="comma list of kafka, faust and quix (the quix-streams reference pipeline, max only)")
+    parser.add_argument("--no-quix", action="store_true",
+                        help="skip the quix-streams reference (and building its virtualenv)")
     parser.add_argument("--events", type=int, default=30_000, help="backlog size of the max runs")
     parser.add_argument("--rates", default="0.1,0.5,0.9", help="paced runs, fractions of each engine's max")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
@@ -43,9 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
-    args.engines = [e for e in args.engines.split(",") if e]
-    if set(args.engines) - {"kafka", "faust"}:
-        parser.error("--engines takes kafka and/or faust")
+    args.engines = [e for e in args.engines.split(",") if e and not (args.no_quix and e == "quix")]
+    if set(args.engines) - {"kafka", "faust", "quix"}:
+        parser.error("--engines takes kafka, faust and/or quix")
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if args.quick:
         args.events, args.paced_seconds = min(args.events, 5000), min(args.paced_seconds, 8.0)
@@ -108,6 +111,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = base.with_overrides(registry={"path": str(registry), "allow_unsigned": True})  # the bench's own models
     result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                               "machine": machine_info(), "arguments": {k: str(v) for k, v in vars(args).items()}}
+    if "e2e" in args.sections and "quix" in args.engines:  # before the stack: a failed build costs nothing else
+        from bench.quix_run import ensure_venv
+
+        ensure_venv(say=say)
     stack = up(base, create_topics=False)
     try:
         if "training" in args.sections:

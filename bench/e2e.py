@@ -1,5 +1,6 @@
 """End-to-end: the passthrough ceiling, then each engine as a subprocess on a backlog (max) and at paced rates
-(the kafka engine twice: exactly once, then at least once, as `kafka (at least once)`).
+(the kafka engine twice: exactly once, then at least once, as `kafka (at least once)`), and with engine `quix` the
+quix-streams reference pipeline (bench/quix_run.py) on the same backlog (max only).
 
 Every run has its own topics, consumer group and Redis namespace (removed at the end); the transactions backlog
 is published once and read by the passthrough and by both engines' max runs.
@@ -221,7 +222,8 @@ def run_e2e(ctx: E2EContext, engines: list[str], events: int, fractions: list[fl
         say(f"passthrough {mode}: {result['records_per_s']:,.0f} records/s")
     ceiling = out["passthrough_plain"]["records_per_s"]
     transactional = out["passthrough_transactional"]["records_per_s"]
-    variants = [(e, g) for e in engines for g in ((None, "at_least_once") if e == "kafka" else (None,))]
+    variants = [(e, g) for e in engines if e != "quix"
+                for g in ((None, "at_least_once") if e == "kafka" else (None,))]
     for engine, guarantee in variants:
         name = _name(engine, guarantee)
         best = run_max(ctx, engine, source, events, guarantee)
@@ -234,4 +236,23 @@ def run_e2e(ctx: E2EContext, engines: list[str], events: int, fractions: list[fl
                             guarantee)
             out["runs"].append(run)
             say(f"{name} at {fraction:.0%}: p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms")
+    if "quix" in engines:
+        from bench.quix_run import run_quix_max
+
+        quix = run_quix_max(ctx, source, events)
+        quix["ratio_to_passthrough"] = round(quix["events_per_s"] / ceiling, 3) if ceiling else None
+        quix["ratio_to_transactional_passthrough"] = round(quix["events_per_s"] / transactional, 3)
+        out["runs"].append(quix)
+        say(f"{quix['engine']} max: {quix['events_per_s']:,.0f} events/s "
+            f"({quix['ratio_to_passthrough']:.1%} of passthrough)")
+        out["engine_over_quix"] = over = engine_over_reference(out["runs"])
+        for name, ratio in over.items():
+            say(f"{name} engine / quix reference: {ratio:.2f}x")
     return out
+
+
+def engine_over_reference(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each engine's max rate over the quix-streams reference's, by engine name."""
+    maxima = {r["engine"]: r["events_per_s"] for r in runs if r["mode"] == "max" and r.get("events_per_s")}
+    reference = maxima.pop("quix-streams reference", None)
+    return {name: round(rate / reference, 2) for name, rate in maxima.items()} if reference else {}
