@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from fraudstream.errors import InfraError
 from fraudstream.infra.cluster import KafkaCluster, RedisClusterNodes
 from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
@@ -52,13 +53,23 @@ def clusters(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         tuple[KafkaCluster, RedisClusterNodes]]:
     from fraudstream.infra import kafka_embedded
 
-    root = tmp_path_factory.mktemp("cluster")
-    kafka = KafkaCluster(root, _ports("TEST_CLUSTER_KAFKA_PORTS", 3), _ports("TEST_CLUSTER_CONTROLLER_PORTS", 3),
-                         libs=kafka_embedded.paths(stack_settings).libs)
-    redis = RedisClusterNodes(root, _ports("TEST_CLUSTER_REDIS_PORTS", 6))
+    given = any(os.environ.get(f"TEST_CLUSTER_{n}_PORTS") for n in ("KAFKA", "CONTROLLER", "REDIS"))
+    for attempt in range(1 if given else 3):
+        # ports come from the ephemeral range: a client socket may hold one between the probe and the bind
+        root = tmp_path_factory.mktemp("cluster")
+        kafka = KafkaCluster(root, _ports("TEST_CLUSTER_KAFKA_PORTS", 3), _ports("TEST_CLUSTER_CONTROLLER_PORTS", 3),
+                             libs=kafka_embedded.paths(stack_settings).libs)
+        redis = RedisClusterNodes(root, _ports("TEST_CLUSTER_REDIS_PORTS", 6))
+        try:
+            redis.start()
+            kafka.start()
+            break
+        except InfraError:
+            kafka.stop()
+            redis.stop()
+            if given or attempt == 2:
+                raise
     try:
-        redis.start()
-        kafka.start()
         yield kafka, redis
     finally:
         kafka.stop()
