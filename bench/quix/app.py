@@ -241,7 +241,7 @@ def scorer(model: MLP) -> Any:
         txn, values = item
         p = model.score(values)
         return {"transaction_id": txn.transaction_id, "user_id": txn.user_id,
-                "timestamp": txn.timestamp.isoformat(), "score": round(p, 6), "alerted": p >= model.threshold,
+                "timestamp": txn.timestamp.isoformat(), "score": p, "alerted": p >= model.threshold,
                 "model_version": model.version}
 
     return score
