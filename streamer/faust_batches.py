@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random as _random
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from fraudstream.clock import Clock
 from fraudstream.errors import StateStoreError
+from state.redis_client import RetryBackoff
 from streamer.core import BatchResult, OutputMessage, RawRecord
 
 log = logging.getLogger(__name__)
@@ -107,12 +109,13 @@ def records_from_events(events: Sequence[EventLike]) -> list[RawRecord]:
     return records
 
 
-def backoff_delays(max_s: float, first_s: float = 0.1) -> Iterator[float]:
-    """0.1, 0.2, 0.4, ... seconds, capped at max_s, forever."""
-    delay = first_s
+def backoff_delays(
+    max_s: float, first_s: float = 0.1, random: Callable[[], float] = _random.random
+) -> Iterator[float]:
+    """Below 0.1, 0.2, 0.4, ... seconds, capped at max_s, forever: full jitter (state.redis_client.RetryBackoff)."""
+    backoff = RetryBackoff(max_s, first_s, random)
     while True:
-        yield min(delay, max_s)
-        delay = min(delay * 2, max_s)
+        yield backoff.next_s()
 
 
 class BatchHandler:
@@ -132,6 +135,7 @@ class BatchHandler:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         send_errors: tuple[type[BaseException], ...] = (),
         on_retry: Callable[[str], None] | None = None,
+        backoff_random: Callable[[], float] = _random.random,
     ) -> None:
         self.process = process
         self.send = send
@@ -144,6 +148,7 @@ class BatchHandler:
         self.sleep = sleep
         self.send_errors = send_errors
         self.on_retry = on_retry
+        self.backoff_random = backoff_random
 
     async def handle(self, events: Sequence[EventLike]) -> BatchResult:
         """Process and deliver one batch; acks (releases) its events only once every output is acknowledged."""
@@ -195,7 +200,7 @@ class BatchHandler:
     async def _retrying(
         self, what: str, attempt: Callable[[], Awaitable[Any]], retry_on: tuple[type[BaseException], ...]
     ) -> Any:
-        delays = backoff_delays(self.retry_max_s)
+        delays = backoff_delays(self.retry_max_s, random=self.backoff_random)
         failures = 0
         while True:
             try:

@@ -105,6 +105,7 @@ def make_handler(
         clock=clock,
         status=status,
         retry_max_s=1.0,
+        backoff_random=lambda: 1.0,  # each wait at its ceiling (full jitter draws below it)
         stop_requested=lambda: stop,
         sleep=sleep,
         send_errors=(ConnectionError,),
@@ -185,5 +186,7 @@ def test_unexpected_error_propagates_and_keeps_events_held() -> None:
 
 
 def test_backoff_delays_double_and_cap() -> None:
-    delays = backoff_delays(2.0)
-    assert [next(delays) for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    delays = backoff_delays(2.0, random=lambda: 1.0)  # the ceilings; each wait is drawn below its ceiling
+    assert [next(delays) for _ in range(7)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
+    jittered = backoff_delays(2.0, random=lambda: 0.25)
+    assert [next(jittered) for _ in range(3)] == pytest.approx([0.025, 0.05, 0.1])
