@@ -139,7 +139,7 @@ def fast_rows(values: list[bytes], now: datetime | None, max_future_skew_s: floa
         return None
     try:
         wire = _DECODER.decode(joined)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:  # broken JSON or a contract failure (ValidationError is a DecodeError)
         return None
     n = len(values)
     if len(wire) != n or len(_STRICT_TIMESTAMP.findall(joined)) != n:

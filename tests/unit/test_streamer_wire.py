@@ -58,8 +58,8 @@ def test_valid_simulated_traffic_takes_the_fast_path_and_equals_pydantic(good: l
     values = [t.model_dump_json().encode() for t in good]
     fast = fast_rows(values, NOW, SKEW)
     assert fast is not None and fast[1] == []  # the whole batch proven by the fast path
-    assert _assert_same([_record(i, v, t.user_id.encode()) for i, (t, v) in enumerate(zip(good, values))]) == (
-        len(good), 0)
+    records = [_record(i, v, t.user_id.encode()) for i, (t, v) in enumerate(zip(good, values, strict=True))]
+    assert _assert_same(records) == (len(good), 0)
 
 
 def test_the_bad_input_corpus_alone_and_mixed_in_batches(good: list[Transaction]) -> None:
@@ -96,6 +96,8 @@ def test_every_fast_path_guard_is_needed(good: list[Transaction]) -> None:
     ]
     values = [json.dumps(v, separators=(",", ":")).encode() for v in sneaky]
     values.append(values[-1][:-1] + b',"amount":9999999}')  # a repeated key: msgspec keeps the last
+    values.append(values[-1][:40])  # broken JSON: the joined batch does not parse
+    values.append(b'{"transaction_id":"t1",{}:1}')  # a non-string key
     for value in values:
         txns = good[1:6]
         batch = [_record(i, t.model_dump_json().encode(), t.user_id.encode()) for i, t in enumerate(txns)]
