@@ -27,6 +27,7 @@ class SourceRows:
     user_id: list[str]
     merchant_id: list[str]
     columns: TxnColumns
+    transaction_id: list[str]
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -39,6 +40,7 @@ class SourceRows:
             [r.txn.user_id for r in records],
             [r.txn.merchant_id for r in records],
             columns_of([r.txn for r in records]),
+            [r.txn.transaction_id for r in records],
         )
 
 
@@ -67,6 +69,8 @@ class PreparedBatch:
 
     Replayed records (offset <= the partition's last applied offset) are not folded again; their vector
     row is NaN and `cached_outputs` holds what was stored when they were first applied (None if nothing).
+    A duplicate (a transaction id already applied on its partition, in an earlier batch or earlier in this one) is
+    not folded either: `duplicate_of` says where the id was first applied (`<partition>@<offset>`), else None.
     """
 
     rows: SourceRows
@@ -74,4 +78,5 @@ class PreparedBatch:
     late: npt.NDArray[np.bool_]
     replayed: npt.NDArray[np.bool_]
     cached_outputs: list[bytes | None]
+    duplicate_of: list[str | None] = field(default_factory=list)
     _writes: dict[int, PartitionWrite] = field(default_factory=dict, repr=False)

@@ -6,6 +6,7 @@ compare-and-set on the partition's offset; everything else happens here, so both
 
 from __future__ import annotations
 
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -29,6 +30,11 @@ from state.cache import EXPIRY_MARGIN_S, NEVER, StateCache
 from state.keys import Keys, ttl_seconds
 
 MAX_KEY_NAMES = 200_000
+
+
+def transaction_hash(transaction_id: str) -> str:
+    """A transaction id as the seen-key names it: 96 bits of BLAKE2b (no raw id in Redis; collisions negligible)."""
+    return hashlib.blake2b(transaction_id.encode(), digest_size=12).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class KeyValueFeatureStore(ABC):
         self.counters: dict[str, int] = {
             "late_events": 0,
             "replayed_events": 0,
+            "duplicate_events": 0,
             "labels_applied": 0,
             "labels_unusable": 0,
             "labels_replayed": 0,
@@ -125,22 +132,19 @@ class KeyValueFeatureStore(ABC):
         replay_at = np.flatnonzero(replayed).tolist()
         for i in replay_at:
             replays.setdefault(keys.outputs(partition[i]), []).append(offset[i])
-        fresh = np.flatnonzero(~replayed)
-        fresh_at = fresh.tolist()
+        fresh_at = np.flatnonzero(~replayed).tolist()
+        seen_keys = [keys.seen(partition[i], transaction_hash(rows.transaction_id[i])) for i in fresh_at]
         user_key = self._user_key
-        user_keys = [keys.user(partition[i], user_key(rows.user_id[i])) for i in fresh_at]
-        partition_of = dict(zip(user_keys, (partition[i] for i in fresh_at), strict=True))
-        batch_users = sorted(partition_of)
-        fresh_merchants = [rows.merchant_id[i] for i in fresh_at]
-        merchants = sorted(set(fresh_merchants))
+        wanted_users = {keys.user(partition[i], user_key(rows.user_id[i])): partition[i] for i in fresh_at}
+        merchants = sorted({rows.merchant_id[i] for i in fresh_at})
         names = [self._merchant_keys(m) for m in merchants]
         own: dict[int, list[str]] = {p: [] for p in parts}
-        for k in batch_users:
-            own[partition_of[k]].append(k)
+        for k in sorted(wanted_users):
+            own[wanted_users[k]].append(k)
         groups: list[tuple[str, list[str]]] = [(keys.txn_tag(p), own[p]) for p in parts]
         groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names]) for p in range(self.partitions)]
         groups += [(keys.label_tag(p), [fr[p] for _, fr in names]) for p in range(self.label_partitions)]
-        states, cached = self._fetch(groups, replays)
+        states, cached = self._fetch(groups, replays, seen_keys)
         vectors = np.full((n, len(FEATURE_NAMES)), np.nan)
         late = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
@@ -148,33 +152,65 @@ class KeyValueFeatureStore(ABC):
         for i in replay_at:
             outputs[i] = next(replayed_outputs[keys.outputs(partition[i])])
         writes = self._writes(partition, offset, fresh_at, stored_offset)
-        if fresh_at:
-            cfg = self.cfg
-            cols = rows.columns if len(fresh_at) == n else rows.columns.take(fresh)
-            user_index = {k: u for u, k in enumerate(batch_users)}
-            event_users = np.fromiter(map(user_index.__getitem__, user_keys), np.int64, len(user_keys))
-            users = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)
-            merchant_index = {m: j for j, m in enumerate(merchants)}
-            shops = fold_merchant_batch(
-                [[states[k] for k in tx] for tx, _ in names],
-                [[states[k] for k in fr] for _, fr in names],
-                np.fromiter(map(merchant_index.__getitem__, fresh_merchants), np.int64, len(fresh_at)),
-                rows.partition[fresh],
-                cols.ts,
-                users.late,
-                cfg,
-            )
-            vectors[fresh] = feature_rows(cols, users.features, shops.features, cfg)
-            late[fresh] = users.late
-            folded = {k for k, was_late in zip(user_keys, users.late.tolist(), strict=True) if not was_late}
-            changed = [(k, partition_of[k], users.states[user_index[k]]) for k in folded]
-            changed += [(names[j][0][p], p, value) for (j, p), value in shops.records.items()]
-            for key, p, value in sorted(changed):
-                writes[p].values[key] = value
-                writes[p].states[key] = value
+        duplicate_of: list[str | None] = [None] * n
+        first: dict[str, bytes] = {}
+        for i, k in zip(fresh_at, seen_keys, strict=True):
+            where = states[k] or first.get(k)
+            if where:
+                duplicate_of[i] = where.decode()
+            else:
+                first[k] = writes[partition[i]].values[k] = f"{partition[i]}@{offset[i]}".encode()
+        fold_at = [i for i in fresh_at if duplicate_of[i] is None]
+        if fold_at:
+            self._fold(rows, np.asarray(fold_at, dtype=np.intp), states, vectors, late, writes)
         self.counters["late_events"] += int(late.sum())
         self.counters["replayed_events"] += len(replay_at)
-        return PreparedBatch(rows, vectors, late, replayed, outputs, writes)
+        self.counters["duplicate_events"] += len(fresh_at) - len(fold_at)
+        return PreparedBatch(rows, vectors, late, replayed, outputs, duplicate_of=duplicate_of, _writes=writes)
+
+    def _fold(
+        self,
+        rows: SourceRows,
+        fold: npt.NDArray[np.intp],
+        states: dict[str, bytes],
+        vectors: npt.NDArray[np.float64],
+        late: npt.NDArray[np.bool_],
+        writes: dict[int, PartitionWrite],
+    ) -> None:
+        """Both folds over the rows `fold` (fresh, not duplicates) with the fetched states; fills their vectors and
+        late flags, and puts the changed records into the partitions' writes."""
+        keys, cfg, user_key = self.keys, self.cfg, self._user_key
+        at = fold.tolist()
+        partition = rows.partition[fold]
+        parts = partition.tolist()
+        user_keys = [keys.user(p, user_key(rows.user_id[i])) for p, i in zip(parts, at, strict=True)]
+        partition_of = dict(zip(user_keys, parts, strict=True))
+        batch_users = sorted(partition_of)
+        fold_merchants = [rows.merchant_id[i] for i in at]
+        merchants = sorted(set(fold_merchants))
+        names = [self._merchant_keys(m) for m in merchants]
+        cols = rows.columns if len(at) == len(rows) else rows.columns.take(fold)
+        user_index = {k: u for u, k in enumerate(batch_users)}
+        event_users = np.fromiter(map(user_index.__getitem__, user_keys), np.int64, len(user_keys))
+        users = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)
+        merchant_index = {m: j for j, m in enumerate(merchants)}
+        shops = fold_merchant_batch(
+            [[states[k] for k in tx] for tx, _ in names],
+            [[states[k] for k in fr] for _, fr in names],
+            np.fromiter(map(merchant_index.__getitem__, fold_merchants), np.int64, len(at)),
+            partition,
+            cols.ts,
+            users.late,
+            cfg,
+        )
+        vectors[fold] = feature_rows(cols, users.features, shops.features, cfg)
+        late[fold] = users.late
+        folded = {k for k, was_late in zip(user_keys, users.late.tolist(), strict=True) if not was_late}
+        changed = [(k, partition_of[k], users.states[user_index[k]]) for k in folded]
+        changed += [(names[j][0][p], p, value) for (j, p), value in shops.records.items()]
+        for key, p, value in sorted(changed):
+            writes[p].values[key] = value
+            writes[p].states[key] = value
 
     def peek(self, txns: Sequence[Transaction]) -> PeekedFeatures:
         """Each transaction's features against the state stored now, extract before update, each one alone.
@@ -325,9 +361,10 @@ class KeyValueFeatureStore(ABC):
         return found
 
     def _fetch(
-        self, groups: list[tuple[str, list[str]]], hash_fields: dict[str, list[int]]
+        self, groups: list[tuple[str, list[str]]], hash_fields: dict[str, list[int]], uncached: Sequence[str] = ()
     ) -> tuple[dict[str, bytes], dict[str, list[bytes | None]]]:
-        """The stored bytes (b'' when absent) of every (tag, keys) group, reading the backend only for cache misses.
+        """The stored bytes (b'' when absent) of every (tag, keys) group, reading the backend only for cache misses,
+        and of the `uncached` keys (read every time, never cached: the seen-transaction keys), in one round trip.
 
         Records stay bytes: the compiled folds decode and encode them, so nothing is decoded per key in Python.
         """
@@ -338,9 +375,11 @@ class KeyValueFeatureStore(ABC):
             hits, missing = self.cache.lookup(tag, group_keys, now)
             found.update(hits)  # type: ignore[arg-type]
             misses += [(tag, key) for key in missing]
-        if not misses and not hash_fields:
+        if not misses and not hash_fields and not uncached:
             return found, {}
-        values, fields = self._load([key for _, key in misses], hash_fields)
+        values, fields = self._load([key for _, key in misses] + list(uncached), hash_fields)
+        found.update((key, value or b"") for key, value in zip(uncached, values[len(misses) :], strict=True))
+        values = values[: len(misses)]
         present = [key for (_, key), value in zip(misses, values, strict=True) if value is not None]
         expiry = dict(zip(present, self._ttls(present), strict=True)) if present else {}
         fresh: dict[str, dict[str, tuple[object, float]]] = {}

@@ -36,6 +36,12 @@ class Keys:
     def merchant_tx(self, partition: int, merchant_id: str) -> str:
         return f"{self.txn_tag(partition)}:m:{merchant_id}"
 
+    def seen(self, partition: int, transaction_hash: str) -> str:
+        """A transaction id applied on this partition (its hash: no raw id in a key name); the value says where
+        (`<partition>@<offset>`). Lives as long as the state it changed (the state TTL), so a re-sent transaction
+        is caught for at least the widest feature window."""
+        return f"{self.txn_tag(partition)}:x:{transaction_hash}"
+
     def txn_offset(self, partition: int) -> str:
         return f"{self.txn_tag(partition)}:off"
 

@@ -61,7 +61,8 @@ class BatchCounts:
     events: int = 0  # transaction records that validated (scored, late or replayed)
     scored: int = 0
     alerts: int = 0
-    dlq: int = 0
+    dlq: int = 0  # dead letters: records that failed validation, and duplicates
+    duplicates: int = 0  # transactions whose id was already applied (dead-lettered with reason `duplicate`)
     late: int = 0
     labels: int = 0
     replayed: int = 0
@@ -216,12 +217,16 @@ class StreamProcessor:
             rows.user_id,
             rows.merchant_id,
             rows.columns,
+            rows.transaction_id,
         )
         t0 = self.clock.monotonic()
         batch = self.store.prepare_rows(source)
         timings.redis_s += self.clock.monotonic() - t0
         late, replayed = np.asarray(batch.late, dtype=bool), np.asarray(batch.replayed, dtype=bool)
-        scored = np.flatnonzero(~late & ~replayed)
+        duplicate = np.fromiter((d is not None for d in batch.duplicate_of), bool, len(batch.duplicate_of))
+        if len(duplicate) != n:
+            duplicate = np.zeros(n, dtype=bool)
+        scored = np.flatnonzero(~late & ~replayed & ~duplicate)
         vectors = np.asarray(batch.vectors, dtype=np.float64)
         scores = self._score(model, vectors, scored, timings)
         scorer = self.cfg.scorer
@@ -253,6 +258,15 @@ class StreamProcessor:
             messages = [self._late_message(records[index[j]], rows.user_id[j])]
             outputs[index[j]] = messages
             cached[j] = encode_messages(messages)
+        for j in np.flatnonzero(duplicate).tolist():
+            failure = DecodeFailure(
+                "DuplicateTransaction",
+                f"transaction_id {rows.transaction_id[j]!r} was already applied (transactions partition@offset "
+                f"{batch.duplicate_of[j]}); not folded or scored again",
+            )
+            messages = [dead_letter(records[index[j]], failure, now, self.topics.dlq)]
+            outputs[index[j]] = messages
+            cached[j] = encode_messages(messages)
         for j in np.flatnonzero(replayed).tolist():
             stored = batch.cached_outputs[j]
             if stored is None:
@@ -264,6 +278,8 @@ class StreamProcessor:
         counts.alerts += len(raised)
         counts.late += int(late.sum())
         counts.replayed += int(replayed.sum())
+        counts.duplicates += int(duplicate.sum())
+        counts.dlq += int(duplicate.sum())
         result.event_times_s.extend(rows.timestamp[j].timestamp() for j in scored_at)
         result.record_times_ms.extend(t for i in index if (t := records[i].timestamp_ms) is not None)
         t0 = self.clock.monotonic()

@@ -43,6 +43,7 @@ ERROR_REASONS: dict[str, str] = {
     "InvalidHeader": "invalid-header",
     "KeyMismatch": "key-mismatch",
     "UnexpectedTopic": "unexpected-topic",
+    "DuplicateTransaction": "duplicate",
 }
 #: DLQ headers, the Kafka Connect way (`__connect.errors.*`), under names of our own.
 DLQ_ERROR_CLASS_HEADER = "error-class"

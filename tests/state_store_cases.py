@@ -190,3 +190,17 @@ def test_memory_report_measures_users(store_factory: StoreFactory) -> None:
     store.commit_batch(store.prepare_batch(batch), [None] * 5)
     report = store.memory_report()
     assert report["users_measured"] == 2 and 20 < report["bytes_per_user_mean"] < 1024
+
+
+def test_a_transaction_id_applied_before_is_a_duplicate(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    batch = records(0, 0, 3)
+    store.commit_batch(store.prepare_batch(batch), [None] * 3)
+    resent = [SourceRecord(0, 3, batch[1].txn), SourceRecord(0, 4, txn(user="u1", when=START + timedelta(days=2)))]
+    prepared = store.prepare_batch(resent)
+    assert prepared.duplicate_of == ["0@1", None]
+    assert np.isnan(prepared.vectors[0]).all() and np.isfinite(prepared.vectors[1]).all()
+    store.commit_batch(prepared, [b"dup", b"ok"])
+    state = store.user_state("u1")
+    assert state is not None and state.n_total == 4 and store.counters["duplicate_events"] == 1
+    assert store.prepare_batch(resent).replayed.all()  # the offset guard still sees a replay, not a duplicate

@@ -225,3 +225,30 @@ def test_labels_are_applied_and_bad_labels_dead_lettered(model: Any, txns: list[
     assert result.counts.labels == 1 and result.counts.dlq == 1 and result.counts.scored == 1
     assert result.next_offsets == {("transactions", 0): 1, ("labels", 0): 2}
     assert store.counters["labels_applied"] + store.counters["labels_unusable"] == 1
+
+
+def test_a_re_sent_transaction_is_dead_lettered_not_folded_or_scored_twice(
+    model: Any, txns: list[Transaction]
+) -> None:
+    """The bank bus re-sends a transaction (same id, a new offset): in the same batch and in a later one. Each copy
+    goes to the DLQ with reason `duplicate`, the user's state counts it once, and its score is emitted once."""
+    store = InMemoryFeatureStore()
+    processor = make_processor(model, store)
+    user = txns[0].user_id
+    mine = [t for t in txns if t.user_id == user][:4]
+    first = processor.process([raw_txn(t, i) for i, t in enumerate(mine)] + [raw_txn(mine[1], 4)])
+    assert first.counts.scored == 4 and first.counts.duplicates == first.counts.dlq == 1
+    again = processor.process([raw_txn(mine[2], 5), raw_txn(mine[3], 6)])
+    assert again.counts.scored == 0 and again.counts.duplicates == 2
+    letters = [DeadLetter.model_validate_json(m.value) for r in (first, again)
+               for m in by_topic(r.messages, "transactions.dlq")]  # fmt: skip
+    assert [(d.offset, d.error_class) for d in letters] == [(4, "DuplicateTransaction"), (5, "DuplicateTransaction"),
+                                                            (6, "DuplicateTransaction")]  # fmt: skip
+    assert "0@1" in letters[0].error_message and mine[1].transaction_id in letters[0].error_message
+    scored = [ScoreRecord.model_validate_json(m.value).transaction_id for r in (first, again)
+              for m in by_topic(r.messages, "scores")]  # fmt: skip
+    assert sorted(scored) == sorted(t.transaction_id for t in mine)
+    state = store.user_state(user)
+    assert state is not None and state.n_total == 4
+    replay = make_processor(model, store).process([raw_txn(mine[2], 5), raw_txn(mine[3], 6)])  # a crash: re-read
+    assert replay.counts.replayed == 2 and [m.value for m in replay.messages] == [m.value for m in again.messages]
