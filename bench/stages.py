@@ -48,7 +48,7 @@ def validation(frame: pd.DataFrame, batch: int = 2000) -> dict[str, Any]:
 
     values = transaction_values(frame.iloc[:batch])
     users = frame["user_id"].astype(str).tolist()[: len(values)]
-    headers = [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode())]
+    headers: list[tuple[str, bytes | None]] = [(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.encode())]
     records = [RawRecord("transactions", 0, i, u.encode(), v, headers)
                for i, (u, v) in enumerate(zip(users, values, strict=True))]
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
