@@ -139,12 +139,10 @@ def backtest(
             on_total=lambda n: bar.update(task, total=n, completed=0),
             advance=lambda n: bar.advance(task, n),
         )
-    m = {k: v if isinstance(v, float) else float("nan") for k, v in report["overall"].items()}
-    console.print(
-        f"assessed {report['coverage']['assessed']:,} transactions: AUC {m.get('roc_auc', 0):.3f}  "
-        f"AP {m.get('average_precision', 0):.3f}  CP@100 {m.get('card_precision_at_100', 0):.3f}  "
-        f"alerts/day {m.get('alerts_per_day', 0):.1f}"
-    )
+    from backtest.report import summary_lines
+
+    for line in summary_lines(report):
+        console.print(line)
     for stats in report["replay"]:
         console.print(f"replay ({stats['mode']}): {stats['events']:,} events at {stats['events_per_s']:,.0f} events/s")
     typer.echo(f"report: {report_dir / 'report.md'}")

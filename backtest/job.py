@@ -12,8 +12,9 @@ import pandas as pd
 
 from backtest.folds import FoldModel
 from backtest.isolation import drop_kafka_names, drop_redis_namespace, isolated_settings, new_run_id
+from backtest.metrics import known_compromised
 from backtest.replay import ReplayStats
-from backtest.report import SCORE_COLUMNS, fold_table, write_report
+from backtest.report import PROTOCOLS, SCORE_COLUMNS, fold_table, write_report
 from backtest.runner import Advance, BacktestOptions, Prepared, Say, assessed_rows, prepare, stream_scores
 from fraudstream.clock import Clock, SystemClock
 from fraudstream.errors import FraudstreamError
@@ -22,10 +23,17 @@ from fraudstream.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def scores_table(prep: Prepared, scores: pd.DataFrame) -> pd.DataFrame:
-    """Every assessed transaction with its stream score (NaN when the stream gave none) and its label."""
-    rows = assessed_rows(prep.history.frame, prep.windows)
-    table = rows[["transaction_id", "user_id", "timestamp", "is_fraud", "fold"]].rename(columns={"is_fraud": "label"})
+def scores_table(prep: Prepared, scores: pd.DataFrame, label_delay_days: float = 7.0) -> pd.DataFrame:
+    """Every assessed transaction with its stream score (NaN when the stream gave none), its label and whether its
+    card was already known to be compromised that day (frauds since the fold's training start, labels delayed)."""
+    frame = prep.history.frame
+    rows = assessed_rows(frame, prep.windows)
+    first = frame["timestamp"].iloc[0]
+    since = {w.index: w.train_start if w.train_start is not None else first for w in prep.windows}
+    frauds = frame.loc[frame["is_fraud"].astype(bool), ["user_id", "timestamp"]]
+    rows = rows.assign(known_compromised=known_compromised(rows, frauds, since, label_delay_days))
+    columns = ["transaction_id", "user_id", "timestamp", "is_fraud", "fold", "known_compromised"]
+    table = rows[columns].rename(columns={"is_fraud": "label"})
     table = table.merge(scores, on="transaction_id", how="left", validate="one_to_one")
     table["alerted"] = table["alerted"].fillna(False).astype(bool)
     table["label"] = table["label"].astype("int8")
@@ -88,7 +96,7 @@ def run_backtest(
     prep.close()
     removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
     say("computing metrics and writing the report")
-    table = scores_table(prep, scores)
+    table = scores_table(prep, scores, opts.label_delay_days)
     report = assemble(settings, opts, run_id, prep, fold_models, table, stats, removed)
     fit_s = sum(f.fit_seconds for f in fold_models)
     report["timings"] = {
@@ -123,7 +131,7 @@ def assemble(
             diff = (joined - fm.offline_scores.reindex(joined.index)).abs()
             entry["max_abs_score_difference"] = float(diff.max()) if len(diff) else None
         folds.append(entry)
-    fold_rows, overall = fold_table(table, folds)
+    fold_rows, overall, book = fold_table(table, folds)
     missing = int(table["score"].isna().sum())
     if missing:
         log.warning("%d assessed transactions got no score from the stream (late or dead-lettered)", missing)
@@ -155,5 +163,7 @@ def assemble(
         "coverage": {"assessed": len(table), "scored": len(table) - missing, "missing": missing},
         "folds": fold_rows,
         "overall": overall,
+        "book": book,
+        "protocols": PROTOCOLS,
         "replay": [stats.as_dict()],
     }
