@@ -163,7 +163,15 @@ def alert_detail(
     ))
     verdicts = list(db.scalars(select(VerdictRow).where(VerdictRow.alert_id == alert_id).order_by(VerdictRow.id)))
     return render(request, "alert.html", user, alert=alert, record=record, case=db.get(Case, alert.case_id),
-                  recent=recent, verdicts=verdicts, message=request.query_params.get("done"))
+                  recent=recent, verdicts=verdicts, message=request.query_params.get("done"),
+                  scores=_recent_scores(request, db, alert.card_id), current_txn=alert.transaction_id)
+
+
+def _recent_scores(request: Request, db: Session, card_id: str) -> list[Any]:
+    """The card's recent transactions and their scores, as the scores consumer keeps them (newest first)."""
+    from console.score_ingest import recent_scores
+
+    return recent_scores(db, card_id, state_of(request).settings.console.scores_per_card)
 
 
 @router.post("/alerts/{alert_id}/verdict", dependencies=CSRF)
@@ -223,7 +231,8 @@ def case_detail(
                              .order_by(AlertRow.transaction_time.desc())))
     verdicts = list(db.scalars(select(VerdictRow).where(VerdictRow.case_id == case_id).order_by(VerdictRow.id)))
     return render(request, "case.html", user, case=case, alerts=alerts, verdicts=verdicts,
-                  undecided=sum(a.status in ("new", "needs_review") for a in alerts))
+                  undecided=sum(a.status in ("new", "needs_review") for a in alerts),
+                  scores=_recent_scores(request, db, case.card_id), current_txn=None)
 
 
 @router.post("/cases/{case_id}/verdict", dependencies=CSRF)

@@ -22,11 +22,13 @@ class Permission(StrEnum):
     manage_users = "manage_users"
     view_audit = "view_audit"
     view_dashboard = "view_dashboard"
+    run_jobs = "run_jobs"  # upload histories, start training runs and backtests, read their reports
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.analyst: frozenset({Permission.view_alerts, Permission.give_verdict, Permission.view_dashboard}),
-    Role.ops: frozenset({Permission.view_models, Permission.change_models, Permission.view_dashboard}),
+    Role.ops: frozenset({Permission.view_models, Permission.change_models, Permission.run_jobs,
+                         Permission.view_dashboard}),
     Role.admin: frozenset({Permission.manage_users, Permission.view_audit, Permission.view_models,
                            Permission.view_dashboard}),
 }

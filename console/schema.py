@@ -6,13 +6,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Alert and case statuses. An alert is `new` until a verdict; a case is `open` while any alert is undecided.
 ALERT_STATUSES = ("new", "needs_review", "fraud", "legit")
 CASE_STATUSES = ("open", "needs_review", "fraud", "legit")
+#: Training and backtest runs started from the console.
+RUN_KINDS = ("train", "backtest")
+RUN_STATUSES = ("queued", "running", "done", "failed")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -119,3 +122,44 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     #: The client address of the request, or `cli@<host>` for the command line.
     source: Mapped[str] = mapped_column(String(128))
+
+
+class JobRun(Base):
+    """A training run or a backtest started from the console, run by its worker thread in a folder of its own."""
+
+    __tablename__ = "console_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    started_by: Mapped[str] = mapped_column(String(64))
+    #: The uploaded history (its upload id) the run reads.
+    upload_id: Mapped[str] = mapped_column(String(64))
+    #: JSON object with the run's options (training config, range, model, publish).
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    #: The last progress message and, where known, done/total steps (a progress bar).
+    message: Mapped[str] = mapped_column(String(300), default="")
+    done_steps: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CardScore(Base):
+    """One score record from the `scores` topic: a card's recent transactions and their scores (the last N kept)."""
+
+    __tablename__ = "card_scores"
+    __table_args__ = (UniqueConstraint("transaction_id", name="uq_card_scores_transaction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(128))
+    card_id: Mapped[str] = mapped_column(String(128), index=True)
+    transaction_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    alerted: Mapped[bool] = mapped_column(Boolean)
+    model_version: Mapped[str] = mapped_column(String(64))
+    scorer: Mapped[str] = mapped_column(String(8))
+    produced_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +29,9 @@ from console.schema import User
 from fraudstream.clock import Clock
 from fraudstream.errors import InfraError, InputError
 from fraudstream.settings import Settings
+
+if TYPE_CHECKING:
+    from console.jobs import JobRunner
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "fraudstream_console"
@@ -53,6 +56,8 @@ class ConsoleState:
     sessions: sessionmaker[Session]
     clock: Clock
     publish_label: LabelPublisher
+    #: The worker that runs training and backtests (None: this console starts none).
+    jobs: JobRunner | None = None
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=str(HERE / "templates")))
 
 
@@ -189,12 +194,14 @@ def create_app(
     *,
     clock: Clock,
     publish_label: LabelPublisher,
+    jobs: JobRunner | None = None,
     on_startup: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     from contextlib import asynccontextmanager
 
     from console.pages import router
+    from console.run_pages import router as run_router
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
@@ -207,7 +214,7 @@ def create_app(
                 on_shutdown()
 
     app = FastAPI(title="fraudstream console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.console = ConsoleState(settings, sessions, clock, publish_label)
+    app.state.console = ConsoleState(settings, sessions, clock, publish_label, jobs)
 
     @app.middleware("http")
     async def _security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -227,4 +234,5 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_handlers(app)
     app.include_router(router)
+    app.include_router(run_router)
     return app

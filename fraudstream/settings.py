@@ -176,6 +176,14 @@ class ConsoleSettings(_Section):
     cookie_secure: bool = False
     #: The consumer group that stores alerts into the console's database.
     consumer_group: str = "fraudstream-console"
+    #: The consumer group that stores the `scores` topic (each card's recent transactions and their scores).
+    scores_consumer_group: str = "fraudstream-console-scores"
+    #: Score records kept per card (the oldest beyond this are deleted as new ones arrive).
+    scores_per_card: PositiveInt = 50
+    #: Uploaded histories and training/backtest run folders. Unset: <embedded.state_dir>/console-runs.
+    runs_dir: Path | None = None
+    #: Larger uploads are refused.
+    upload_max_bytes: PositiveInt = 256 * 1024 * 1024
 
 
 class ApiSettings(_Section):

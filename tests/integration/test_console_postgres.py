@@ -45,7 +45,7 @@ def test_migrations_alerts_and_a_verdict_on_postgresql(pg_console: Console) -> N
     from console.migrate import VERSION_TABLE, current_revision
     from console.schema import Base
 
-    assert pg_console.engine.dialect.name == "postgresql" and current_revision(pg_console.engine) == "0001"
+    assert pg_console.engine.dialect.name == "postgresql" and current_revision(pg_console.engine) == "0002"
     with pg_console.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)] == []

@@ -33,7 +33,7 @@ def test_migrate_then_create_the_first_admin(
     state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["console", "migrate"]) == 0
-    assert "at revision 0001" in capsys.readouterr().out
+    assert "at revision 0002" in capsys.readouterr().out
     assert _create(monkeypatch, "root-admin", password="a-long-admin-password") == 0
     assert _create(monkeypatch, "root-admin", password="a-long-admin-password") == 2
     assert "exists already" in capsys.readouterr().err

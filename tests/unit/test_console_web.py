@@ -344,7 +344,7 @@ def test_the_migrations_build_exactly_the_models(console: Console) -> None:
     from console.migrate import VERSION_TABLE, current_revision
     from console.schema import Base
 
-    assert current_revision(console.engine) == "0001"
+    assert current_revision(console.engine) == "0002"
     with console.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)] == []
