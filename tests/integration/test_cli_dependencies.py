@@ -10,6 +10,7 @@ import pytest
 
 from fraudstream.settings import Settings
 from tests.cli_helpers import run_cli
+from tests.streamer_support import publish_tiny_model
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +20,13 @@ DOWN_REDIS = "redis://127.0.0.1:1/0"
 def test_stream_with_redis_down_says_so_at_once_and_stops_at_idle_exit(stack_settings: Settings,
                                                                        tmp_path: Path) -> None:
     registry = tmp_path / "registry"
-    registry.mkdir()
-    (registry / "current").write_text("v-never-loaded\n")  # the wait for Redis comes before the model is loaded
+    publish_tiny_model(registry)  # the current version is verified first (before any dependency is waited for)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update({
         "FRAUD_KAFKA__BOOTSTRAP_SERVERS": stack_settings.bootstrap_servers,
         "FRAUD_REDIS__URL": DOWN_REDIS,
         "FRAUD_REGISTRY__PATH": str(registry),
+        "FRAUD_REGISTRY__ALLOW_UNSIGNED": "true",
         "FRAUD_STREAMER__METRICS_PORT": "0",
     })
     began = time.perf_counter()
