@@ -104,8 +104,75 @@ def _history_frame(
     return load_topic_history(settings, start, end).frame
 
 
+def tune(
+    ctx: typer.Context,
+    history: Path = typer.Option(..., "--history", help="History file, or a folder of its .parquet/.csv files."),
+    config: Path | None = typer.Option(None, "--config", help="Base training config YAML (protocol lengths, seed)."),
+    grid: Path | None = typer.Option(None, "--grid", help="Grid YAML: models: {model: {param: [values]}}."),
+    validation_end: str = typer.Option(
+        "2018-08-01", "--validation-end", help="End of the validation period (exclusive); nothing later is read."
+    ),
+    folds: int = typer.Option(4, "--folds", min=1, help="Validation folds (weeks) ending at --validation-end."),
+    out: Path = typer.Option(Path("reports/tune"), "--out", help="Folder for tune.json and tune.md."),
+) -> None:
+    """Pick the scorer and hyperparameters on the validation weeks (book protocol, mean AP); write tune.json/.md."""
+    import pandas as pd
+    from rich.console import Console
+
+    from training.config import load_training_config
+    from training.tune import load_grid, write_result
+    from training.tune import tune as run_tune
+
+    try:
+        end = pd.Timestamp(validation_end)
+    except ValueError:
+        raise InputError(f"--validation-end '{validation_end}' is not a date like 2018-08-01") from None
+    base = load_training_config(config)
+    base = base.model_copy(update={"prequential": base.prequential.model_copy(update={"n_folds": folds})})
+    candidates = load_grid(grid)
+    frame = _history_folder(history)
+
+    from features.config import FeatureConfig
+
+    settings = settings_of(ctx)
+    console = Console(stderr=True)
+    with console.status("tuning") as status:
+        result = run_tune(
+            frame,
+            base,
+            FeatureConfig.from_settings(settings.features),
+            candidates,
+            validation_end=end,
+            say=lambda msg: status.update(msg),
+        )
+    json_path, md_path = write_result(result, out)
+    for row in result["table"][:5]:
+        console.print(
+            f"{row['candidate'][:70]:70s} AP {row['average_precision']['mean']:.3f}  AUC {row['roc_auc']['mean']:.3f}"
+        )
+    choice = result["choice"]
+    typer.echo(f"choice (book protocol, mean AP over {folds} validation folds): {choice['candidate']}")
+    typer.echo(f"results: {json_path} (train with --config {json_path}), {md_path}")
+
+
+def _history_folder(path: Path) -> pd.DataFrame:
+    """A history file, or every .parquet/.csv file of a folder concatenated in time order."""
+    import pandas as pd
+
+    from training.history import read_history
+
+    if not path.is_dir():
+        return read_history(path)
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".parquet", ".csv") and "features" not in p.name)
+    if not files:
+        raise InputError(f"history folder {path} holds no .parquet or .csv file")
+    frame = pd.concat([read_history(f) for f in files], ignore_index=True)
+    return frame.sort_values("timestamp", kind="mergesort").reset_index(drop=True)
+
+
 def register(app: typer.Typer) -> None:
     from training.bootstrap import bootstrap
 
     app.command("train")(train)
+    app.command("tune")(tune)
     app.command("bootstrap")(bootstrap)

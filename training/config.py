@@ -95,6 +95,10 @@ def load_training_config(path: Path | None) -> TrainingConfig:
         raise ConfigError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"training config {path} must be a YAML mapping of keys to values")
+    if data is not None and data.get("kind") == "fraudstream-tune":  # `fraudstream tune`'s tune.json: its choice
+        data = data.get("training_config")
+        if not isinstance(data, dict):
+            raise ConfigError(f"tune result {path} has no training_config mapping; run `fraudstream tune` again")
     try:
         return TrainingConfig(**(data or {}))
     except ValidationError as exc:

@@ -170,3 +170,42 @@ def test_mean_and_spread_and_report_say_which_protocol() -> None:
     assert lines[0].startswith("all transactions (14)")
     assert lines[1].startswith("book protocol (known compromised cards removed, mean±std over 2 folds)")
     assert "ceiling 0.500±0.000" in lines[1]
+
+
+def test_scores_table_marks_known_compromised_cards_per_fold() -> None:
+    from types import SimpleNamespace
+
+    from backtest.job import scores_table
+    from backtest.windows import walk_forward
+
+    # folds of 1 train day, delay 1, test 2 days from day 2: fold 0 trains on day 0 and tests days 2-3, fold 1
+    # trains on day 2 and tests days 4-5; with a 1-day label delay a fraud on day f is known from day f + 2
+    stamps = [_at(0), _at(2), _at(2, 13), _at(3), _at(4), _at(4, 13), _at(5)]
+    history = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(7)],
+            "user_id": ["a", "b", "a", "b", "b", "a", "c"],
+            "timestamp": stamps,
+            "is_fraud": [1, 1, 0, 0, 0, 0, 1],
+        }
+    )
+    windows = walk_forward(stamps[0], stamps[-1], train_days=1, delay_days=1, test_days=2, first_test_start=_at(2, 0))
+    prep = SimpleNamespace(history=SimpleNamespace(frame=history), windows=windows)
+    scores = pd.DataFrame(
+        {"transaction_id": history["transaction_id"][1:], "score": np.linspace(0.1, 0.9, 6), "alerted": False}
+    ).assign(model_version="v")
+    table = scores_table(prep, scores, label_delay_days=1.0)  # type: ignore[arg-type]
+    by_id = table.set_index("transaction_id")
+    # t1 b day 2: its fraud is that day; t2 a day 2: a's training-day fraud (0 <= 2 - 2); t3 b day 3: b's day-2
+    # fraud not yet labelled; t4 b day 4 (fold 1 starts day 2): known; t5 a day 4: a's day-0 fraud precedes fold 1's
+    # training window, so not known to it; t6 c day 5: its fraud is that day
+    assert by_id["known_compromised"].to_dict() == {
+        "t1": False,
+        "t2": True,
+        "t3": False,
+        "t4": True,
+        "t5": False,
+        "t6": False,
+    }
+    late = scores_table(prep, scores, label_delay_days=0.0)  # labels at once: b known on day 3 in fold 0
+    assert late.set_index("transaction_id")["known_compromised"]["t3"]

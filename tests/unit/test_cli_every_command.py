@@ -52,6 +52,7 @@ OFFLINE: dict[tuple[str, ...], str] = {
     ("config",): "prints the settings",
     ("schemas",): "writes or checks the JSON Schema files in the package",
     ("simulate",): "writes a local file",
+    ("tune",): "reads a history file and writes tune.json/tune.md",
     ("import",): "reads and writes local files",
     ("demo", "split"): "reads and writes local files",
     ("down",): "stops local processes by their pid files",
