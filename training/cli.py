@@ -143,7 +143,8 @@ def tune(
             FeatureConfig.from_settings(settings.features),
             candidates,
             validation_end=end,
-            say=lambda msg: status.update(msg),
+            # a spinner on a terminal; one line per step when stderr is a file (a long run stays readable)
+            say=(lambda msg: status.update(msg)) if console.is_terminal else (lambda msg: console.print(msg)),
         )
     json_path, md_path = write_result(result, out)
     for row in result["table"][:5]:
