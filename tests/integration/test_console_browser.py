@@ -83,7 +83,8 @@ def live_console(stack_settings: Settings, unique_name: str, tmp_path: Path) -> 
     settings = isolated_settings(stack_settings, unique_name, tmp_path / "registry").with_overrides(
         database={"url": f"sqlite:///{tmp_path / 'console.db'}"},
         embedded={"state_dir": str(tmp_path / "state")},
-        console={"consumer_group": f"{unique_name}-console", "port": port},
+        console={"consumer_group": f"{unique_name}-console", "scores_consumer_group": f"{unique_name}-scores",
+                 "port": port},
     )
     console = build_console(settings, clock=SystemClock())
     add_users(console, SystemClock())  # type: ignore[arg-type]
