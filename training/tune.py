@@ -150,14 +150,14 @@ def tune(
     rows += _blends(candidates, splits, data, grid.get("blend_weights") or [], k)
     rows.sort(key=lambda r: -_finite(r["average_precision"]["mean"]))
     best = rows[0]
-    chosen = _training_config(cfg, best, rows)
+    chosen = _training_config(base, best, rows)  # the base's own protocol and anchor: training sees new data
     folds = [{"name": s.name, "train_rows": len(s.train), "assessed_rows": len(s.test)} for s in splits]
     return {
         "kind": TUNE_KIND,
         "selection": {
             "criterion": "mean average precision over the validation folds, the book's protocol",
-            "protocol": "train 7, delay 7, assess 7; known compromised cards removed from each assessed day; "
-            f"CP@{k} per day with cards caught on earlier days removed",
+            "protocol": f"train {p.train_days}, delay {p.delay_days}, assess {p.test_days} days; known compromised "
+            f"cards removed from each assessed day; CP@{k} per day with cards caught on earlier days removed",
             "validation_end": end.isoformat(),
             "folds": folds,
             "rows_read": len(data.y),
