@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from console.schema import JobRun
 from console.uploads import get_upload, runs_dir
 from fraudstream.clock import Clock
-from fraudstream.errors import FraudstreamError, InputError
+from fraudstream.errors import InputError, InternalError
 from fraudstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,13 @@ class JobRunner:
             history = get_upload(self.settings, upload_id).history
             execute = train_run if kind == "train" else backtest_run
             execute(self.settings, history, folder, options, progress)
-        except FraudstreamError as exc:
-            error = str(exc)
-        except Exception as exc:  # the worker's one broad except: a run's bug fails that run only
-            log.exception("console run %s (%s) failed", run_id, kind)
-            error = f"internal error ({type(exc).__name__}: {exc}); see the console's log"
+        except Exception as exc:  # the worker's one broad except: a failed run fails that run only
+            from fraudstream.boundary import translate
+
+            translated = translate(exc, self.settings)  # a missing [train] extra, Redis down, ...: one clear line
+            if isinstance(translated, InternalError):
+                log.exception("console run %s (%s) failed", run_id, kind)
+            error = str(translated)
         with self.sessions.begin() as db:
             run = db.get(JobRun, run_id)
             if run is not None:

@@ -272,3 +272,19 @@ def test_score_records_keep_the_newest_per_card_and_show_on_alert_and_case(
     assert section.index("<td>T5</td>") < section.index("<td>T3</td>") and "0.930 / 0.500" in section
     case = client.get("/cases/1").text
     assert 'id="card-scores"' in case and "<td>T4</td>" in case and "<td>T9</td>" not in case
+
+
+def test_a_run_without_the_train_extra_fails_with_one_clear_line(
+    client: TestClient, console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    login(client, "otto")
+    upload_id = _upload(client, handbook_csv(tmp_path / "h.csv", days=4, users=20, bad_rows=False))
+    token = csrf_of(client.get(f"/uploads/{upload_id}").text)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in an installation without [train]
+    client.post("/runs/train", data={"csrf_token": token, "upload_id": upload_id, "config": TINY})
+    assert console.jobs.wait_idle(60)
+    (run,) = _runs(console)
+    assert run.status == "failed" and run.error is not None
+    assert run.error.startswith("this command needs the [train] extra (matplotlib is not installed)")

@@ -221,6 +221,8 @@ def test_the_console_uses_postgresql_and_a_fixed_session_secret(compose: dict[st
     assert settings.console.cookie_secure
     assert console["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert str(settings.console.port) in console["command"] and console["ports"] == ["127.0.0.1:8080:8080"]
+    assert console["build"]["target"] == "training"  # training runs and backtests from the console need [train]
+    assert str(settings.console.runs_dir).startswith("/reports/") and "reports:/reports" in console["volumes"]
 
 
 def test_streamers_serve_probes_where_the_healthcheck_asks(compose: dict[str, Any]) -> None:
