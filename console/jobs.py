@@ -145,7 +145,7 @@ class JobRunner:
         error: str | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            history = get_upload(self.settings, upload_id).history
+            history = get_upload(self.settings, upload_id).history if upload_id else None  # None: the topics
             execute = train_run if kind == "train" else backtest_run
             execute(self.settings, history, folder, options, progress)
         except Exception as exc:  # the worker's one broad except: a failed run fails that run only
@@ -165,8 +165,12 @@ class JobRunner:
                     run.done_steps = run.total_steps
 
 
-def train_run(settings: Settings, history: Path, folder: Path, options: dict[str, Any], progress: Progress) -> None:
+def train_run(
+    settings: Settings, history: Path | None, folder: Path, options: dict[str, Any], progress: Progress
+) -> None:
     """`fraudstream train --history FILE [--config] [--no-publish]` into the run folder."""
+    if history is None:
+        raise InputError("a training run needs an uploaded history")
     from features.config import FeatureConfig
     from training.config import training_config
     from training.history import read_history
@@ -189,22 +193,27 @@ def train_run(settings: Settings, history: Path, folder: Path, options: dict[str
     write_report(report, folder)
 
 
-def backtest_run(settings: Settings, history: Path, folder: Path, options: dict[str, Any], progress: Progress) -> None:
-    """`fraudstream backtest --fast --history FILE --model M --start --end` into the run folder."""
+def backtest_run(
+    settings: Settings, history: Path | None, folder: Path, options: dict[str, Any], progress: Progress
+) -> None:
+    """`fraudstream backtest --fast (--history FILE | --from-topic) --model M --start --end` into the run folder."""
     import pandas as pd
 
     from backtest.job import run_backtest
     from backtest.runner import BacktestOptions
 
     start, end = _when(options.get("start")), _when(options.get("end"))
-    if start is None or end is None:
+    if history is None and (start is None or end is None):
+        raise InputError("a backtest on the topics needs a start and an end")
+    if history is not None and (start is None or end is None):
         stamps = pd.read_parquet(history, columns=["timestamp"])["timestamp"]
         last = pd.Timestamp(stamps.max()).to_pydatetime()
         end = end or last + timedelta(seconds=1)
         start = start or end - timedelta(days=DEFAULT_BACKTEST_DAYS)
+    assert start is not None and end is not None
     if start >= end:
         raise InputError("the backtest's start must be before its end")
-    opts = BacktestOptions(report_dir=folder, history=history, start=start, end=end,
+    opts = BacktestOptions(report_dir=folder, history=history, from_topic=history is None, start=start, end=end,
                            model=str(options.get("model") or "current"), fast=True)
     run_backtest(settings, opts, say=progress.say, on_total=progress.set_total, advance=progress.advance)
 

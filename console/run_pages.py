@@ -82,14 +82,15 @@ def _start(request: Request, db: Session, user: User, kind: str, upload_id: str,
     state = state_of(request)
     if state.jobs is None:
         raise InfraError("this console runs no worker for training and backtests")
-    get_upload(state.settings, upload_id)
+    if upload_id or kind == "train":
+        get_upload(state.settings, upload_id)
     now = state.clock.now()
     run = JobRun(kind=kind, status="queued", started_by=user.username, upload_id=upload_id,
                  options=json.dumps(options, sort_keys=True), message="queued", done_steps=0, created_at=now)
     db.add(run)
     db.flush()
     audit.record(db, at=now, actor=user.username, action=f"{kind}.start", target=f"run:{run.id}",
-                 source=client_source(request), upload=upload_id, **options)
+                 source=client_source(request), upload=upload_id or None, **options)
     db.commit()
     state.jobs.submit(run.id)
     return run.id
@@ -119,16 +120,24 @@ def start_training(
 
 @router.post("/runs/backtest", dependencies=CSRF)
 def start_backtest(
-    request: Request, upload_id: str = Form(...), start: str = Form(""), end: str = Form(""),
-    model: str = Form("current"), user: User = OPS, db: Session = Depends(get_db),
+    request: Request, upload_id: str = Form(""), source: str = Form("upload"), start: str = Form(""),
+    end: str = Form(""), model: str = Form("current"), user: User = OPS, db: Session = Depends(get_db),
 ) -> Response:
+    """On an upload, or (source=topics) on the history stored in the transactions and labels topics."""
     from console.jobs import _when
 
     begin, until = _when(start.strip()), _when(end.strip())
+    if source not in ("upload", "topics"):
+        raise InputError("source must be 'upload' or 'topics'")
+    if source == "topics" and (begin is None or until is None):
+        raise InputError("a backtest on the topics needs a start and an end (the time range of the transactions)")
+    if source == "upload" and not upload_id:
+        raise InputError("choose an uploaded history to backtest on")
     if begin is not None and until is not None and begin >= until:
         raise InputError("the backtest's start must be before its end")
     options = {"start": begin.isoformat() if begin else None, "end": until.isoformat() if until else None,
-               "model": model.strip() or "current", "fast": True}
+               "model": model.strip() or "current", "fast": True, "input": source}
+    upload_id = upload_id if source == "upload" else ""
     run_id = _start(request, db, user, "backtest", upload_id, options)
     return _redirect(f"/runs/{run_id}")
 

@@ -288,3 +288,12 @@ def test_a_run_without_the_train_extra_fails_with_one_clear_line(
     (run,) = _runs(console)
     assert run.status == "failed" and run.error is not None
     assert run.error.startswith("this command needs the [train] extra (matplotlib is not installed)")
+
+
+def test_a_backtest_on_the_topics_needs_its_range(client: TestClient, console: Console) -> None:
+    login(client, "otto")
+    token = csrf_of(client.get("/runs").text)
+    for data in ({"source": "topics"}, {"source": "topics", "start": "2018-04-02"}, {"source": "disk"}, {}):
+        response = client.post("/runs/backtest", data={"csrf_token": token, **data})
+        assert response.status_code == 400, data
+    assert _runs(console) == [] and _audit(console, "backtest.start") == []
