@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from console.schema import JobRun
@@ -134,11 +134,13 @@ class JobRunner:
                 self._queue.task_done()
 
     def _run(self, run_id: int) -> None:
-        with self.sessions.begin() as db:
-            run = db.get(JobRun, run_id)
-            if run is None or run.status != "queued":
+        with self.sessions.begin() as db:  # claimed by one conditional update: never run twice
+            claimed: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+                update(JobRun).where(JobRun.id == run_id, JobRun.status == "queued")
+                .values(status="running", started_at=self.clock.now(), message="starting"))
+            run = db.get(JobRun, run_id) if claimed.rowcount == 1 else None
+            if run is None:
                 return
-            run.status, run.started_at, run.message = "running", self.clock.now(), "starting"
             kind, upload_id, options = run.kind, run.upload_id, json.loads(run.options)
         progress = Progress(self.sessions, run_id)
         folder = run_folder(self.settings, run_id)
