@@ -132,7 +132,10 @@ def test_traffic_in_alerts_out_bad_input_to_dlq_and_web_views(
         assert "Traceback" not in worker.log()
         # the graceful stop committed everything it processed: a restart would replay nothing
         committed = committed_offsets(settings, f"{settings.streamer.consumer_group}.faust")
-        assert committed == end_offsets(settings), "offsets not committed at stop"
+        ends = end_offsets(settings)
+        # an empty partition: no commit (-1001) or the start position committed for the new group (0) are the same
+        committed = {tp: -1001 if ends[tp] == -1001 and offset == 0 else offset for tp, offset in committed.items()}
+        assert committed == ends, "offsets not committed at stop"
     finally:
         if worker.process.poll() is None:
             worker.process.kill()
