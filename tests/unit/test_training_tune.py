@@ -81,7 +81,7 @@ def test_grid_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text("modles: {}\n")
     with pytest.raises(ConfigError, match="needs 'models:'"):
         load_grid(bad)
-    assert len(expand(load_grid(None))) == 1 + 4 + 2 + 1  # the default grid: small on purpose
+    assert len(expand(load_grid(None))) == 1 + 2 + 1 + 1  # the default grid: small on purpose
 
 
 def test_cli_tune_writes_a_config_train_takes(tmp_path: Path) -> None:
