@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,7 +46,21 @@ def _ports(name: str, count: int) -> tuple[int, ...]:
         ports = tuple(int(p) for p in given.split(","))
         assert len(ports) == count, f"{name} needs {count} ports"
         return ports
-    return tuple(free_port() for _ in range(count))
+    return tuple(_cluster_port() if name == "TEST_CLUSTER_REDIS_PORTS" else free_port() for _ in range(count))
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid port and free too (Redis Cluster needs both)."""
+    while True:
+        port = free_port()
+        if port + 10_000 >= 65_536:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
 
 
 @pytest.fixture(scope="module")
