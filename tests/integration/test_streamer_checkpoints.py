@@ -161,10 +161,11 @@ def test_at_least_once_delivers_every_score_and_commits_offsets_after_delivery(
 def test_sigkill_mid_interval_replays_every_batch_of_it_into_identical_outputs(
     stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
-    txns = traffic(customers=1500, seed=34)
+    txns = traffic(customers=3000, seed=34)
     publish_tiny_model(tmp_path)
     reference = reference_run(stack_settings, unique_name, tmp_path, txns)
-    interval = {"poll_batch_size": 100, "micro_batch_max_wait_ms": 0, "commit_interval_ms": 2000}
+    # short enough that a fast worker is still mid-run after its first commit, long enough for many batches
+    interval = {"poll_batch_size": 100, "micro_batch_max_wait_ms": 0, "commit_interval_ms": 500}
     settings = isolated_settings(stack_settings, f"{unique_name}-kill", tmp_path, **interval)
     publish(settings, txns)
     victim = start_kafka_worker(settings, "victim", idle_exit_s=8.0)
