@@ -83,7 +83,17 @@ def place(settings: Settings, group: str, topic: str, start: StartPosition) -> P
     consumer = Consumer(consumer_config(settings, group))
     try:
         partitions = [TopicPartition(topic, p) for p in range(partition_count(settings, topic))]
-        committed = _committed(consumer, partitions, timeout)
+        try:
+            committed = _committed(consumer, partitions, timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or error.code() != KafkaError._TIMED_OUT:
+                raise
+            # read_committed asks for stable offsets: they wait while a transaction of the group is pending (a
+            # worker killed mid-interval; our own producer aborts it when it starts), so the group is not new
+            log.warning("consumer group %s has a transaction pending on %s; it resumes from its committed offsets "
+                        "once that transaction is aborted", group, topic)
+            return Placement(group, topic, False, {}, 0)
         if any(tp.offset >= 0 for tp in committed):
             return Placement(group, topic, False, {tp.partition: tp.offset for tp in committed}, 0)
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout) for tp in partitions}
