@@ -8,13 +8,13 @@ Only fraud verdicts are replayed: a legitimate verdict changes no feature.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from fraudstream.settings import TopicSettings
@@ -25,6 +25,11 @@ LABEL, TRANSACTION = 0, 1
 OPTIONAL_TEXT = ("merchant_category", "channel", "country", "device_id")
 _TX_HEADERS: list[tuple[str, bytes | None]] = list(contract_headers("transaction"))
 _LABEL_HEADERS: list[tuple[str, bytes | None]] = list(contract_headers("label"))
+_TX_VALUE = b'{"transaction_id":%b,"user_id":%b,"timestamp":"%b","amount":%r,"currency":%b,"merchant_id":%b%b}'
+_LABEL_VALUE = (
+    b'{"transaction_id":%b,"user_id":%b,"is_fraud":true,"source":"dataset","labelled_at":"%b","merchant_id":%b,'
+    b'"transaction_timestamp":"%b"}'
+)
 
 
 def _iso(ns: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
@@ -32,6 +37,12 @@ def _iso(ns: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
     unit: Literal["s", "us"] = "s" if not np.any(ns % 1_000_000_000) else "us"
     stamps: npt.NDArray[np.datetime64] = ns.astype("datetime64[ns]")
     return np.char.add(np.datetime_as_string(stamps, unit=unit), "Z")
+
+
+def _json_strings(values: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.intp], list[bytes]]:
+    """Each value's code and the JSON text of every distinct value (encoded once, not once per event)."""
+    codes, uniques = pd.factorize(pd.Series(values).astype(str))
+    return np.asarray(codes, dtype=np.intp), [orjson.dumps(u) for u in uniques]
 
 
 def _partitions(user_ids: npt.NDArray[np.object_], partitions: int) -> npt.NDArray[np.int32]:
@@ -71,6 +82,10 @@ class EventStream:
         group = self.kinds.astype(np.int64) * topics.partitions + self.partitions
         self.offsets = pd.Series(group).groupby(group).cumcount().to_numpy(dtype=np.int64)
         self.label_delay_ns = delay_ns
+        self._uid_code, self._uid_json = _json_strings(self.uid)
+        self._key_text = [orjson.loads(u).encode() for u in self._uid_json]
+        self._mid_code, self._mid_json = _json_strings(self.mid)
+        self._currency_code, self._currency_json = _json_strings(self.currency)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -84,52 +99,46 @@ class EventStream:
         return int(np.searchsorted(self.times, when.value, side="left"))
 
     def records(self, lo: int, hi: int) -> list[RawRecord]:
+        """RawRecords of events lo..hi-1, the values built per batch from text encoded once per distinct value."""
         rows, kinds = self.rows[lo:hi], self.kinds[lo:hi]
-        tx_text = _iso(self.tx_ns[rows])
-        label_text = _iso(self.tx_ns[rows] + self.label_delay_ns)
+        tx_ns = self.tx_ns[rows]
+        tx_text = np.char.encode(_iso(tx_ns), "ascii").tolist()
+        label_text = np.char.encode(_iso(tx_ns + self.label_delay_ns), "ascii").tolist()
+        ts_ms = (tx_ns // 1_000_000).tolist()
+        label_ms = ((tx_ns + self.label_delay_ns) // 1_000_000).tolist()
+        keys = [self._key_text[c] for c in self._uid_code[rows].tolist()]
+        users = [self._uid_json[c] for c in self._uid_code[rows].tolist()]
+        merchants = [self._mid_json[c] for c in self._mid_code[rows].tolist()]
+        ids = [orjson.dumps(t) for t in self.tid[rows].astype(str).tolist()]
+        amounts = self.amount[rows].tolist()
+        currencies = [self._currency_json[c] for c in self._currency_code[rows].tolist()]
+        parts, offsets = self.partitions[lo:hi].tolist(), self.offsets[lo:hi].tolist()
+        tx_topic, label_topic = self.topics.transactions, self.topics.labels
         out = []
+        tail = self._tail
         for j, (row, kind) in enumerate(zip(rows.tolist(), kinds.tolist(), strict=True)):
-            key = str(self.uid[row]).encode()
             if kind == TRANSACTION:
-                value, topic, headers = self._transaction(row, str(tx_text[j])), self.topics.transactions, _TX_HEADERS
-                ts_ms = int(self.tx_ns[row] // 1_000_000)
+                value = _TX_VALUE % (ids[j], users[j], tx_text[j], amounts[j], currencies[j], merchants[j], tail(row))
+                out.append(RawRecord(tx_topic, parts[j], offsets[j], keys[j], value, _TX_HEADERS, ts_ms[j]))
             else:
-                value, topic, headers = (
-                    self._label(row, str(tx_text[j]), str(label_text[j])),
-                    self.topics.labels,
-                    _LABEL_HEADERS,
-                )
-                ts_ms = int((self.tx_ns[row] + self.label_delay_ns) // 1_000_000)
-            out.append(
-                RawRecord(topic, int(self.partitions[lo + j]), int(self.offsets[lo + j]), key, value, headers, ts_ms)
-            )
+                value = _LABEL_VALUE % (ids[j], users[j], label_text[j], merchants[j], tx_text[j])
+                out.append(RawRecord(label_topic, parts[j], offsets[j], keys[j], value, _LABEL_HEADERS, label_ms[j]))
         return out
 
-    def _transaction(self, row: int, when: str) -> bytes:
-        parts = [
-            f'"transaction_id":{json.dumps(str(self.tid[row]))}',
-            f'"user_id":{json.dumps(str(self.uid[row]))}',
-            f'"timestamp":"{when}"',
-            f'"amount":{float(self.amount[row])!r}',
-            f'"currency":{json.dumps(str(self.currency[row]))}',
-            f'"merchant_id":{json.dumps(str(self.mid[row]))}',
-        ]
+    def _tail(self, row: int) -> bytes:
+        """The optional fields of a transaction, each with its leading comma (b'' when it has none)."""
+        if not self.optional and self.coords is None:
+            return b""
+        parts = []
         for name, values in self.optional.items():
             value = values[row]
             if value is not None and value == value:
-                parts.append(f'"{name}":{json.dumps(str(value))}')
+                parts.append(b',"%b":%b' % (name.encode(), orjson.dumps(str(value))))
         if self.coords is not None:
             lat, lon = float(self.coords[0][row]), float(self.coords[1][row])
             if lat == lat and lon == lon:
-                parts.append(f'"latitude":{lat!r},"longitude":{lon!r}')
-        return ("{" + ",".join(parts) + "}").encode()
-
-    def _label(self, row: int, tx_when: str, labelled: str) -> bytes:
-        return (
-            f'{{"transaction_id":{json.dumps(str(self.tid[row]))},"user_id":{json.dumps(str(self.uid[row]))},'
-            f'"is_fraud":true,"source":"dataset","labelled_at":"{labelled}",'
-            f'"merchant_id":{json.dumps(str(self.mid[row]))},"transaction_timestamp":"{tx_when}"}}'
-        ).encode()
+                parts.append(b',"latitude":%r,"longitude":%r' % (lat, lon))
+        return b"".join(parts)
 
 
 def time_range(records: Sequence[RawRecord]) -> tuple[int, int]:

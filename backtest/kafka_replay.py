@@ -138,8 +138,7 @@ def replay_kafka(
     stats.replayed, stats.alerts = engine_stats.replayed, engine_stats.alerts
     stats.labels = produced - engine_stats.events - engine_stats.dlq
     stats.extra["batches"] = engine_stats.batches
-    for value in read_topic(settings, settings.topics.scores):
-        sink.add_value(value)
+    sink.add_values(list(read_topic(settings, settings.topics.scores)))
     return stats
 
 

@@ -7,7 +7,6 @@ each fold's test start; before the first window the first fold's model scores th
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
+import msgspec
 import pandas as pd
 
 from backtest.events import EventStream
@@ -78,23 +78,33 @@ def segments(stream: EventStream, windows: list[FoldWindow]) -> list[Segment]:
     return out
 
 
+class ScoreFields(msgspec.Struct):
+    """The fields of a score record the report needs (the others are skipped by the decoder)."""
+
+    transaction_id: str
+    score: float
+    alerted: bool
+    model_version: str
+
+
+_SCORE_ARRAY = msgspec.json.Decoder(list[ScoreFields])
+
+
 @dataclass
 class ScoreSink:
-    """Score records taken from the `scores` output messages."""
+    """Score records taken from the `scores` output messages, a batch's values decoded in one call."""
 
     scores_topic: str
     rows: list[tuple[str, float, bool, str]] = field(default_factory=list)
 
     def add(self, messages: list[OutputMessage]) -> None:
-        for message in messages:
-            if message.topic == self.scores_topic:
-                self.add_value(message.value)
+        topic = self.scores_topic
+        self.add_values([m.value for m in messages if m.topic == topic])
 
-    def add_value(self, value: bytes) -> None:
-        record = json.loads(value)
-        self.rows.append(
-            (record["transaction_id"], float(record["score"]), bool(record["alerted"]), record["model_version"])
-        )
+    def add_values(self, values: list[bytes]) -> None:
+        if values:
+            records = _SCORE_ARRAY.decode(b"[" + b",".join(values) + b"]")
+            self.rows.extend((r.transaction_id, r.score, r.alerted, r.model_version) for r in records)
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows, columns=["transaction_id", "score", "alerted", "model_version"])
