@@ -62,6 +62,17 @@ def simulate(customers: int, days: int, start: date, seed: int) -> pd.DataFrame:
                                            start=start, seed=seed))
 
 
+def traffic_of(events: int) -> pd.DataFrame:
+    """Simulated traffic (14 days) of at least `events` rows: the customer count is raised until it suffices
+    (about 30 transactions per customer, but the simulator's draws vary), so a backlog of `events` really exists."""
+    customers = max(events, 40_000) // 30
+    while True:
+        traffic = simulate(customers, 14, date(2024, 3, 1), 11)
+        if len(traffic) >= events:
+            return traffic
+        customers = int(customers * events / max(len(traffic), 1) * 1.05) + 1
+
+
 def ensure_model(registry: Path) -> dict[str, Any] | None:
     """Train the bench model (and time it) unless the registry already has one; None when reused."""
     from bench.stages import training
@@ -124,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["training"] = training(simulate(600, 28, date(2024, 1, 1), 7), registry)
         else:
             ensure_model(registry)
-        traffic = simulate(max(args.events, 40_000) // 30, 14, date(2024, 3, 1), 11)
+        traffic = traffic_of(args.events)
         if "stages" in args.sections:
             from bench import stages
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -98,6 +99,10 @@ def main() -> None:
         build_settings(), args.source, args.dest, args.group, args.expect, batch=args.batch, mode=args.mode
     )
     print(json.dumps(result), flush=True)
+    if result["records"] < args.expect:
+        print(f"passthrough: only {result['records']:,} of {args.expect:,} records arrived within the idle limit; "
+              "the rate above is of those", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
