@@ -49,7 +49,7 @@ def test_every_direct_dependency_is_pinned_exactly() -> None:
 @pytest.mark.parametrize(
     ("lock_file", "groups"),
     [("dev.txt", ("runtime", "train", "faust", "bench", "dev")), ("runtime.txt", ("runtime",)),
-     ("train.txt", ("runtime", "train"))],
+     ("train.txt", ("runtime", "train")), ("gpu.txt", ("runtime", "gpu"))],
 )
 def test_the_lock_pins_each_direct_dependency_at_pyprojects_version(lock_file: str, groups: tuple[str, ...]) -> None:
     locked = lock(lock_file)
@@ -66,6 +66,14 @@ def test_the_three_locks_agree_and_the_runtime_has_no_training_stack() -> None:
     training_only = {normalise(r.split("==")[0]) for r in project()["train"]} | {"tensorflow"}
     assert not training_only & set(runtime)
     assert not {"faust-streaming", "pytest", "ruff", "mypy"} & set(runtime) | ({"pytest"} & set(train))
+
+
+def test_the_gpu_lock_agrees_and_never_shares_an_environment_with_the_cpu_onnxruntime() -> None:
+    """onnxruntime-gpu and onnxruntime install the same module: dev.txt has the CPU build, gpu.txt the CUDA one."""
+    dev, gpu = lock("dev.txt"), lock("gpu.txt")
+    assert {name: version for name, version in gpu.items() if name in dev and dev[name] != version} == {}
+    assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu
+    assert "onnxruntime" in dev and "onnxruntime-gpu" not in dev and "onnxruntime" not in lock("runtime.txt")
 
 
 def test_the_pin_parser() -> None:
