@@ -18,7 +18,7 @@ def build_service(settings: Settings) -> tuple[ScoringService, Callable[[], None
 
     The store is the streamer's (`streamer.runtime.build_store`: namespace, partition counts read from Kafka,
     HMAC of user ids), so the API reads exactly the keys the stream writes; the model holder is the streamer's
-    too (`build_holder`: the registry's current version on NumPy, reloaded when `current` moves).
+    too (`build_holder`: the registry's current version on streamer.device's device, reloaded when `current` moves).
     """
     from features.jit import warm
     from streamer.runtime import build_holder, build_store

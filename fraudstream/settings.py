@@ -219,6 +219,13 @@ class StreamerSettings(_Section):
     #: The faust engine waits at least FAUST_MIN_WAIT_MS (its take() needs a window).
     micro_batch_max_wait_ms: NonNegativeInt = 0
     scorer: Literal["mlp", "stack", "blend"] = "mlp"
+    #: Where the MLP is scored: auto (CUDA when a usable device is there, else the CPU), cpu (NumPy), cuda (the MLP's
+    #: ONNX graph on onnxruntime-gpu's CUDA execution provider, the [gpu] extra; no usable device: exit 2). The stack
+    #: stays on the CPU either way (README: GPU scoring).
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: On CUDA, model calls of fewer rows than this stay on the CPU's NumPy path (kernel launches and copies cost more
+    #: than a small batch). A guess until measured on a GPU (python -m bench --sections stages); see the README.
+    gpu_min_batch: PositiveInt = 4096
     blend_mlp_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     top_reasons: PositiveInt = 3
     max_future_skew_s: PositiveFloat = 300.0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -30,9 +30,11 @@ class LoadedModel:
 
     Columns the models do not use are ignored by `score` and get contribution 0.
 
-    device: "auto" and "cpu" serve the MLP from its exported weights with NumPy (the streamer's only path: it never
-    imports TensorFlow or Keras); "gpu" runs the saved Keras model through tf.function instead, for the training
-    environment and the bench's comparison only.
+    device: "cpu" (and "auto", which the streamer resolves before loading: models/device.py) serves the MLP from its
+    exported weights with NumPy; "cuda" builds the same forward pass as an ONNX graph on onnxruntime-gpu's CUDA
+    execution provider and routes model calls of at least `gpu_min_batch` rows to it, smaller ones to NumPy;
+    "onnx-cpu" runs that graph on onnxruntime's CPU provider the same way (the bench and the tests, which have no
+    GPU). No path imports TensorFlow or Keras; the stack is scored on the CPU on every device.
     """
 
     def __init__(
@@ -46,8 +48,8 @@ class LoadedModel:
         mlp_weights: MLPWeights | None,
         stack: Any,
         contribution_weights: np.ndarray,
-        keras_path: Path | None = None,
-        device: str = "auto",
+        device: str = "cpu",
+        gpu_min_batch: int = 1,
         manifest: dict[str, Any] | None = None,
     ) -> None:
         self.version = version
@@ -60,22 +62,18 @@ class LoadedModel:
         self._used_index = np.array([input_names.index(n) for n in used_features], dtype=np.intp)
         self._mlp = mlp_weights
         self._stack = stack
-        self._keras_fn: Any = None
+        self._onnx: Callable[[np.ndarray], np.ndarray] | None = None
+        self._onnx_min_rows = int(gpu_min_batch)  # calls of fewer rows stay on NumPy
         self.device = "CPU"
-        if device not in ("auto", "cpu", "gpu"):
-            raise ModelError(f"unknown model device '{device}'; use auto, cpu or gpu")
-        if mlp_weights is not None and keras_path is not None and device == "gpu":
-            self._keras_fn = self._load_keras(keras_path)
-            self.device = "GPU:0"
+        if device not in ("auto", "cpu", "cuda", "onnx-cpu"):
+            raise ModelError(f"unknown model device '{device}'; use cpu, cuda or onnx-cpu")
+        if mlp_weights is not None and device in ("cuda", "onnx-cpu"):
+            from models.onnx_mlp import OnnxMLP  # onnxruntime: only for these devices
+
+            self._onnx = OnnxMLP(mlp_weights.weights, mlp_weights.output, mlp_weights.activation,
+                                 "cuda" if device == "cuda" else "cpu")
+            self.device = "cuda:0" if device == "cuda" else "onnx-cpu"
         log.info("loaded model %s (MLP on %s)", version, self.device)
-
-    @staticmethod
-    def _load_keras(path: Path) -> Any:
-        import keras  # only for device="gpu": never on the streamer's path
-        import tensorflow as tf
-
-        model = keras.saving.load_model(path, compile=False)
-        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     @property
     def scorers(self) -> tuple[str, ...]:
@@ -98,9 +96,8 @@ class LoadedModel:
     def _mlp_scores(self, Z: np.ndarray) -> np.ndarray:
         if self._mlp is None:
             raise self._missing("mlp", "MLP", "stack")
-        if self._keras_fn is not None:
-            out = np.asarray(self._keras_fn(Z.astype(np.float32)), dtype=np.float64)
-            return out[:, 0] if self._mlp.output == "sigmoid" else out[:, 1]
+        if self._onnx is not None and Z.shape[0] >= self._onnx_min_rows:
+            return self._onnx(Z)
         return numpy_forward_from_weights(self._mlp.weights, Z, self._mlp.output, self._mlp.activation)
 
     def _missing(self, part: str, label: str, other: str) -> ModelError:

@@ -266,15 +266,18 @@ class ModelRegistry:
         self,
         version: str | None = None,
         *,
-        device: str = "auto",
+        device: str = "cpu",
         expected_spec_hash: str | None = None,
         scorers: Iterable[str] | None = None,
+        gpu_min_batch: int = 1,
     ) -> LoadedModel:
         """Verify, then load a version (default: current).
 
-        device: auto | cpu (NumPy on the exported weights) | gpu (the Keras model through tf.function; never used by
-        the streamer). scorers: load only the parts these scorers need (default: everything), so a worker that
-        scores with the MLP never unpickles stack.pkl and never imports scikit-learn (nor pandas through it).
+        device: cpu (NumPy on the exported weights; auto means the same here) | cuda (the MLP's ONNX graph on
+        onnxruntime-gpu for calls of gpu_min_batch rows or more, NumPy below) | onnx-cpu (that graph on onnxruntime's
+        CPU provider: the bench and tests). scorers: load only the parts these scorers need (default: everything),
+        so a worker that scores with the MLP never unpickles stack.pkl and never imports scikit-learn (nor pandas
+        through it).
         Every file's hash is checked either way.
         """
         version = version or self.current_version()
@@ -313,8 +316,8 @@ class ModelRegistry:
             mlp_weights=weights,
             stack=stack,
             contribution_weights=np.asarray(manifest["contribution_weights"], dtype=np.float64),
-            keras_path=folder / "mlp.keras" if weights is not None else None,
             device=device,
+            gpu_min_batch=gpu_min_batch,
             manifest=manifest,
         )
 

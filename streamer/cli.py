@@ -57,6 +57,10 @@ def stream(
     chosen = engine.value if engine is not None else settings.streamer.engine
     start = parse_start(start_from) if start_from is not None else None
     _require_current_model(settings)
+    if settings.streamer.device == "cuda":  # no usable GPU: say so now, not after waiting for Kafka and Redis
+        from models.device import probe_cuda, resolve_device
+
+        resolve_device("cuda", probe_cuda)
     bound, bound_name = (wait_timeout, "--wait-timeout") if wait_timeout is not None else (idle_exit, "--idle-exit")
     wait_for_dependencies(
         dependencies(settings),

@@ -19,6 +19,7 @@ from streamer.metrics import StreamMetrics
 from streamer.scoring import ModelHolder
 
 if TYPE_CHECKING:
+    from models.device import CudaProbe, ScoringDevice
     from state.output_seal import OutputSeal
 
 log = logging.getLogger(__name__)
@@ -70,20 +71,44 @@ def output_seal_for(settings: Settings) -> OutputSeal | None:
 def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> ModelHolder:
     """Load the registry's current model now (ModelError if there is none) and start background reloads.
 
-    Only the parts the configured scorer needs are loaded, on NumPy: scorer mlp imports neither TensorFlow/Keras nor
-    scikit-learn/pandas (the stack's unpickling needs scikit-learn).
+    Only the parts the configured scorer needs are loaded: scorer mlp imports neither TensorFlow/Keras nor
+    scikit-learn/pandas (the stack's unpickling needs scikit-learn). The MLP is scored where streamer.device says
+    (scoring_device); ConfigError when cuda is asked for and there is no usable device.
     """
     from models.registry import ModelRegistry
 
+    device = scoring_device(settings)
     registry = ModelRegistry.from_settings(settings)  # signing key and policy: a reload is verified as well
     holder = ModelHolder(
         registry,
         reload_poll_s=settings.streamer.reload_poll_s,
         metrics=metrics,
-        device="cpu",
+        device=device.kind,
+        gpu_min_batch=settings.streamer.gpu_min_batch,
         scorers=(settings.streamer.scorer,),
     )
     return holder.start()
+
+
+def scoring_device(settings: Settings, probe: Callable[[], CudaProbe] | None = None) -> ScoringDevice:
+    """streamer.device resolved against the machine (models/device.py), logged once: "scoring on cuda:0 (NVIDIA H200)"
+    or "scoring on cpu" with the reason auto found no GPU."""
+    from models.device import probe_cuda, resolve_device
+
+    cfg = settings.streamer
+    device = resolve_device(cfg.device, probe or probe_cuda)
+    if device.kind == "cpu":
+        why = f" (device auto: {device.why_cpu})" if device.why_cpu else ""
+        log.info("scoring on cpu%s", why)
+        return device
+    largest = min(cfg.micro_batch_max_size, cfg.poll_batch_size)
+    log.info("scoring on %s: model calls of %d+ rows on the GPU, smaller ones on the CPU (streamer.gpu_min_batch)",
+             device.label, cfg.gpu_min_batch)
+    if largest < cfg.gpu_min_batch:
+        log.warning("model calls are at most %d rows (micro_batch_max_size, poll_batch_size), fewer than "
+                    "gpu_min_batch %d: every call stays on the CPU; raise them to use the GPU",
+                    largest, cfg.gpu_min_batch)
+    return device
 
 
 @dataclass

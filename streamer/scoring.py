@@ -2,7 +2,8 @@
 
 The swap is one attribute assignment (atomic in CPython); the core reads `.model` once per batch, so a batch
 never waits for a load and never mixes two versions. Loading never imports TensorFlow or Keras (the MLP is served
-from its exported weights with NumPy); with `scorers=("mlp",)` it does not unpickle the stack either.
+from its exported weights: NumPy, or their ONNX graph on CUDA for device "cuda"); with `scorers=("mlp",)` it does
+not unpickle the stack either.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ModelHolder:
         *,
         reload_poll_s: float = 5.0,
         device: str = "cpu",
+        gpu_min_batch: int = 1,
         metrics: StreamMetrics | None = None,
         model: ScoringModel | None = None,
         scorers: Iterable[str] | None = None,
@@ -38,6 +40,7 @@ class ModelHolder:
         self.registry = registry
         self.reload_poll_s = reload_poll_s
         self.device = device
+        self.gpu_min_batch = gpu_min_batch
         self.scorers = tuple(scorers) if scorers is not None else None
         self.metrics = metrics
         self.reloads = 0
@@ -66,7 +69,8 @@ class ModelHolder:
 
     def _load(self, version: str | None) -> ScoringModel:
         assert self.registry is not None
-        model: Any = self.registry.load(version, device=self.device, scorers=self.scorers)
+        model: Any = self.registry.load(version, device=self.device, scorers=self.scorers,
+                                        gpu_min_batch=self.gpu_min_batch)
         return model  # type: ignore[no-any-return]
 
     def _announce(self, model: ScoringModel) -> None:
