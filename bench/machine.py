@@ -57,17 +57,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def gpu_note() -> str:
-    """Whether TensorFlow sees a GPU (imports tensorflow: call once per run)."""
-    try:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-    except ImportError:
-        return "tensorflow not installed"
-    return f"{len(gpus)} GPU(s): {[g.name for g in gpus]}" if gpus else "no GPU visible to TensorFlow (CPU only)"
-
-
 def machine_info(argv: list[str] | None = None) -> dict[str, Any]:
     import confluent_kafka
 

@@ -128,12 +128,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["Feature state round trip (prepare_batch + commit_batch on Redis):", ""]
         lines += _table(["batch", "ms / batch", "events/s"],
                         [[r["batch"], _fmt(r["ms_per_batch"], 2), r["events_per_s"]] for r in stages["state"]])
-        sc = stages["scoring"]
-        lines += [f"Scoring, one call per batch ({sc['gpu']}; the tf.function path is the one used on a GPU):", ""]
-        lines += _table(["batch", "MLP numpy ms", "rows/s", "MLP tf.function ms", "rows/s", "stack ms", "rows/s"],
-                        [[r["batch"], _fmt(r["mlp_numpy_ms"], 3), r["mlp_numpy_rows_per_s"],
-                          _fmt(r["mlp_compiled_ms"], 3), r["mlp_compiled_rows_per_s"], _fmt(r["stack_ms"], 3),
-                          r["stack_rows_per_s"]] for r in sc["rows"]])
+        lines += scoring_lines(stages["scoring"])
         f = stages["offline_features"]
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
     api = result.get("api")
@@ -180,3 +175,33 @@ def markdown(result: dict[str, Any]) -> str:
                         [[k, _fmt(v, 2), _fmt(train["average_precision"].get(k), 3)]
                          for k, v in train["fit_seconds"].items()])
     return "\n".join(lines)
+
+
+def scoring_lines(sc: dict[str, Any]) -> list[str]:
+    """The scoring stage's table: per batch size, each MLP path's latency (median ms per call) and rows/s side by
+    side, a path that could not run as its reason ("no GPU"), then the stack (CPU)."""
+    paths = [("mlp_numpy", "MLP CPU (NumPy)"), ("mlp_onnx_cpu", "MLP ONNX-CPU"), ("mlp_cuda", "MLP CUDA")]
+    skipped = sc.get("skipped", {})
+    header = ["batch"]
+    for _, label in paths:
+        header += [f"{label} ms", "rows/s"]
+    header += ["stack ms", "rows/s"]
+    rows = []
+    for r in sc["rows"]:
+        cells: list[Any] = [r["batch"]]
+        for name, _ in paths:
+            short = "no GPU" if name == "mlp_cuda" else "not installed"
+            cells += [_fmt(r[f"{name}_ms"], 3), r[f"{name}_rows_per_s"]] if f"{name}_ms" in r else [short, "-"]
+        rows.append([*cells, _fmt(r["stack_ms"], 3), r["stack_rows_per_s"]])
+    diffs = [r[k] for r in sc["rows"] for k in r if k.endswith("_max_abs_diff")]
+    crossover = sc.get("crossover")
+    lines = [f"Scoring, one model call per batch on {sc.get('device', 'cpu')} (median of up to 30 calls; the MLP on "
+             "each path, the stack on the CPU):", ""]
+    lines += _table(header, rows)
+    notes = [f"{name}: {why}" for name, why in skipped.items()]
+    if diffs:
+        notes.append(f"ONNX scores against NumPy's: max abs difference {max(diffs):.1e}")
+    if "mlp_cuda" not in skipped:
+        notes.append(f"CUDA beats NumPy from batch {crossover} up (streamer.gpu_min_batch)" if crossover
+                     else "CUDA never beats NumPy here: keep streamer.device=cpu")
+    return [*lines, *(f"- {n}" for n in notes), *([""] if notes else [])]

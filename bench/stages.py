@@ -103,34 +103,75 @@ def state_round_trip(
     return rows
 
 
+def _median_of(fn: Callable[[], Any], repeat: int, budget_s: float = 1.5) -> float:
+    """Median wall time of `fn` over up to `repeat` calls (at least 3; stops early when the budget is spent)."""
+    times: list[float] = []
+    while len(times) < repeat and (len(times) < 3 or sum(times) < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+#: The MLP's paths in the scoring table, in column order: NumPy (the CPU path), the same forward pass as an ONNX
+#: graph on onnxruntime's CPU provider, and on its CUDA provider.
+SCORING_PATHS = {"mlp_numpy": "cpu", "mlp_onnx_cpu": "onnx-cpu", "mlp_cuda": "cuda"}
+
+
 def scoring(registry: Path, sizes: tuple[int, ...] = SCORING_SIZES) -> dict[str, Any]:
-    """One model call per batch: MLP by NumPy matrix products (the CPU path), MLP through a tf.function of the
-    Keras model (the GPU path; on this machine TensorFlow runs it on the CPU), and the stacking ensemble."""
-    from bench.machine import gpu_note
+    """One model call per batch size, the MLP's paths side by side (SCORING_PATHS), then the stacking ensemble (on the
+    CPU everywhere). A path that cannot run here (onnxruntime not installed, no usable CUDA device) is a column of
+    its reason. Each ONNX path's scores are compared with NumPy's on the same batch (max_abs_diff). crossover: the
+    smallest batch from which CUDA beats NumPy at every larger size measured (streamer.gpu_min_batch), or None."""
     from features.spec import FEATURE_NAMES
+    from fraudstream.errors import ModelError
+    from models.device import probe_cuda
     from models.registry import ModelRegistry
 
     bench_registry = ModelRegistry(registry, allow_unsigned=True)
     numpy_model = bench_registry.load(device="cpu")
-    compiled_model = bench_registry.load(device="gpu")  # tf.function path, wherever TF places it
+    models: dict[str, Any] = {"mlp_numpy": numpy_model}
+    skipped: dict[str, str] = {}
+    cuda = probe_cuda()
+    for name, device in SCORING_PATHS.items():
+        if device == "cpu":
+            continue
+        if device == "cuda" and cuda.device_name is None:
+            skipped[name] = f"no GPU ({cuda.reason})"
+            continue
+        try:
+            models[name] = bench_registry.load(device=device, gpu_min_batch=1, scorers=("mlp",))
+        except ModelError as exc:
+            skipped[name] = str(exc)
     rng = np.random.default_rng(0)
     X = np.abs(rng.normal(1.0, 1.0, size=(max(sizes), len(FEATURE_NAMES))))
-    paths: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "mlp_numpy": lambda x: numpy_model.score(x, "mlp"),
-        "mlp_compiled": lambda x: compiled_model.score(x, "mlp"),
-        "stack": lambda x: numpy_model.score(x, "stack"),
-    }
     rows = []
     for size in sizes:
+        batch = X[:size]
         row: dict[str, Any] = {"batch": size}
-        for name, fn in paths.items():
-            batch = X[:size]
-            fn(batch)  # warm: tf.function traces once per shape
-            seconds = _best_of(partial(fn, batch), 20, budget_s=1.5)
+        expected = numpy_model.score(batch, "mlp")
+        calls = {name: partial(model.score, batch, "mlp") for name, model in models.items()}
+        calls["stack"] = partial(numpy_model.score, batch, "stack")
+        for name, call in calls.items():
+            out = call()  # warm: onnxruntime allocates its buffers for a new shape on the first run
+            if name not in ("mlp_numpy", "stack"):
+                row[f"{name}_max_abs_diff"] = float(np.max(np.abs(out - expected)))
+            seconds = _median_of(call, 30)
             row[f"{name}_ms"] = round(seconds * 1000, 3)
             row[f"{name}_rows_per_s"] = round(size / seconds)
         rows.append(row)
-    return {"device": compiled_model.device, "gpu": gpu_note(), "rows": rows}
+    return {"device": f"cuda:0 ({cuda.device_name})" if cuda.device_name else "cpu", "skipped": skipped,
+            "crossover": gpu_crossover(rows), "rows": rows}
+
+
+def gpu_crossover(rows: list[dict[str, Any]]) -> int | None:
+    """The smallest batch size from which the CUDA path's rows/s beat NumPy's at that size and every larger one."""
+    found = None
+    for row in sorted(rows, key=lambda r: r["batch"], reverse=True):
+        if "mlp_cuda_rows_per_s" not in row or row["mlp_cuda_rows_per_s"] <= row["mlp_numpy_rows_per_s"]:
+            break
+        found = row["batch"]
+    return found
 
 
 def offline_features(frame: pd.DataFrame) -> dict[str, Any]:
