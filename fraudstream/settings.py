@@ -190,7 +190,8 @@ class ApiSettings(_Section):
     """`fraudstream api serve`: the scoring API (POST /v1/score, one transaction against the state as it is)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, gt=0, lt=65536)
+    #: Not the console's 8080: both run on one host by default (the embedded stack, docker-compose).
+    port: int = Field(default=8000, gt=0, lt=65536)
     #: The API keys (a sha256 of each, never the key itself). Unset: <embedded.state_dir>/api-keys.json.
     keys_file: Path | None = None
     #: Larger request bodies are refused with 413 (a transaction is a few hundred bytes).

@@ -225,6 +225,26 @@ def test_the_console_uses_postgresql_and_a_fixed_session_secret(compose: dict[st
     assert str(settings.console.runs_dir).startswith("/reports/") and "reports:/reports" in console["volumes"]
 
 
+def test_the_scoring_api_reads_the_streamers_state_on_its_own_port(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api, streamer, console = services["api"], services["streamer"], services["console"]
+    assert api["command"][:3] == ["fraudstream", "api", "serve"]
+    settings = build_settings(environ={k: v for k, v in _env(api).items() if k.startswith("FRAUD_")})
+    streams = build_settings(environ={k: v for k, v in _env(streamer).items() if k.startswith("FRAUD_")})
+    assert settings.api.port != build_settings(environ={}).console.port, "the defaults of the API and console clash"
+    port = str(settings.api.port)
+    assert api["command"][api["command"].index("--port") + 1] == port and api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"127.0.0.1:{port}/v1/health" in " ".join(api["healthcheck"]["test"])
+    assert port not in " ".join(console["command"]) and all(port not in p for p in console["ports"])
+    # the keys the API peeks at are the ones the streamers write: same namespace, same user-id HMAC, same scorer
+    assert settings.redis.namespace == streams.redis.namespace
+    assert settings.streamer.user_id_hmac_key == streams.streamer.user_id_hmac_key is not None
+    assert settings.streamer.scorer == streams.streamer.scorer
+    assert settings.registry.path == streams.registry.path and "model-registry:/registry:ro" in api["volumes"]
+    assert str(settings.api_keys_file).startswith("/api-keys/") and "api-keys:/api-keys" in api["volumes"]
+    assert api["depends_on"]["bootstrap"]["condition"] == "service_completed_successfully"
+
+
 def test_streamers_serve_probes_where_the_healthcheck_asks(compose: dict[str, Any]) -> None:
     streamer = compose["services"]["streamer"]
     settings = build_settings(environ={k: v for k, v in _env(streamer).items() if k.startswith("FRAUD_")})
