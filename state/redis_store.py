@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import redis
+from redis.cluster import RedisCluster
 
 from features.config import FeatureConfig
 from fraudstream.errors import StateStoreError
@@ -65,14 +66,22 @@ class RedisFeatureStore(KeyValueFeatureStore):
         super().__init__(namespace, cfg, partitions=partitions, label_partitions=label_partitions, user_key=user_key)
         self.client = client
         self.output_seal = output_seal
+        #: A standalone Redis takes one MGET over every slot; a cluster needs one per hash tag (one slot per call).
+        self._one_mget = not isinstance(client, RedisCluster)
 
     def _load(
         self, keys: list[str], hash_fields: dict[str, list[int]]
     ) -> tuple[list[bytes | None], dict[str, list[bytes | None]]]:
+        hashes = [(k, f) for k, f in hash_fields.items() if f]
+        if self._one_mget and not hashes and keys:  # the scoring API's peek: one command, no pipeline
+            try:
+                return list(self.client.execute_command("MGET", *keys)), {}  # type: ignore[no-untyped-call]
+            except redis.RedisError as exc:
+                message = f"Redis read failed ({type(exc).__name__}: {exc}); retry when Redis is back"
+                raise StateStoreError(message) from exc
         by_tag: dict[str, list[str]] = defaultdict(list)
         for key in keys:
-            by_tag[_tag(key)].append(key)
-        hashes = [(k, f) for k, f in hash_fields.items() if f]
+            by_tag["" if self._one_mget else _tag(key)].append(key)
         try:
             pipe = self.client.pipeline(transaction=False)
             for group in by_tag.values():
