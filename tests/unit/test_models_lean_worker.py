@@ -45,7 +45,8 @@ from streamer.core import RawRecord
 from streamer.runtime import build_runtime
 
 settings = build_settings(
-    {"registry": {"path": args["registry"], "allow_unsigned": True}, "streamer": {"scorer": args["scorer"]}},
+    {"registry": {"path": args["registry"], "allow_unsigned": True},
+     "streamer": {"scorer": args["scorer"], "device": "cpu"}},  # auto would take a GPU where there is one
     environ={},
 )
 runtime = build_runtime(settings, store=InMemoryFeatureStore(), clock=ManualClock(datetime(2024, 1, 10, tzinfo=UTC)))
