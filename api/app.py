@@ -2,6 +2,8 @@
 
 The body of /v1/score is read as bytes and decoded by the stream's own decoder, not by FastAPI's (which would be
 laxer: repeated JSON keys silently merged), so the OpenAPI document names the Transaction schema explicitly.
+POST /v1/score is answered by `api.score_route.ScoreRoute`, a plain ASGI handler in front of FastAPI's routing (the
+hot route without the framework's per-request work); FastAPI documents it and serves everything else.
 Every error is one JSON object with a one-line `detail`.
 """
 
@@ -19,16 +21,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from api.batching import Batcher
-from api.keys import ApiKey, KeyFile
-from api.scoring import Late, Scored, ScoringService
+from api.keys import KeyFile
+from api.score_route import SCORE_PATH, ScoreHandler, ScoreRoute
+from api.scoring import ScoringService
 from fraudstream import __version__
 from fraudstream.contracts import Reason, Transaction
-from fraudstream.errors import FraudstreamError, ModelError, StateStoreError
-from streamer.validation import DecodeFailure
 
 log = logging.getLogger(__name__)
 
-SCORE_PATH = "/v1/score"
 
 
 class ScoreResponse(BaseModel):
@@ -64,12 +64,6 @@ class Ready(BaseModel):
     detail: str | None = None
 
 
-def _error(status: int, detail: str, **extra: Any) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = {"detail": detail, **extra}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
 def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 64 * 1024) -> FastAPI:
     app = FastAPI(
         title="fraudstream scoring API",
@@ -84,6 +78,8 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
     bearer = HTTPBearer(auto_error=False, description="An API key from `fraudstream api create-key`.")
     batcher = Batcher(service)
     app.state.batcher = batcher
+    handler = ScoreHandler(batcher, keys, max_body_bytes)
+    app.add_middleware(ScoreRoute, handler=handler)  # inside FastAPI's error middleware, before its routing
 
     @app.post(
         SCORE_PATH,
@@ -106,33 +102,14 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
     async def score(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> Response:
-        caller = _authenticate(keys, credentials)
-        if caller is None:
-            log.warning("refused /v1/score from %s: no valid API key", request.client.host if request.client else "?")
-            return _error(401, "a valid API key is required: send Authorization: Bearer <key> (fraudstream api "
-                               "create-key)")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return _error(413, f"the body is larger than {max_body_bytes} bytes; send one transaction")
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            return _error(413, f"the body is larger than {max_body_bytes} bytes; send one transaction")
-        txn = service.decode(body)
-        if isinstance(txn, DecodeFailure):
-            return _error(422, f"the transaction is refused ({txn.reason}): {txn.message}",
-                          error_class=txn.error_class, reason=txn.reason)
-        try:
-            result = await batcher.submit(txn)
-        except StateStoreError as exc:
-            return _error(503, f"the feature state cannot be read: {exc}")
-        except ModelError as exc:
-            return _error(503, f"the model cannot score: {exc}")
-        except FraudstreamError as exc:
-            return _error(500, str(exc))
-        if isinstance(result, Late):
-            return _error(409, result.message)
-        assert isinstance(result, Scored)
-        return Response(orjson.dumps(result.as_json()), media_type="application/json")
+        """Documents the route; requests are answered by the ScoreRoute in front of FastAPI, with this handler."""
+        client = request.client.host if request.client else "?"
+        authorization = request.headers.get("authorization")
+        status, body = handler.refused(authorization.encode("latin-1") if authorization else None, client) or (
+            await handler.answer(await request.body())
+        )
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     @app.get("/v1/health", response_model=Health, summary="Liveness: the process answers")
     async def health() -> Response:
@@ -162,8 +139,3 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 
-
-def _authenticate(keys: KeyFile, credentials: HTTPAuthorizationCredentials | None) -> ApiKey | None:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        return None
-    return keys.authenticate(credentials.credentials)

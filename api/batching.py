@@ -1,10 +1,12 @@
 """Requests that arrive together are scored together: one Redis round trip, one fold call, one model call.
 
 The stream's rule (nothing per event that can run per batch) applied across HTTP requests, with no lingering: the
-first request is sent at once; whatever arrives while that batch is in flight forms the next one. The batch runs
-in a worker thread (the Redis wait and the compiled folds release the GIL), so the event loop keeps accepting and
-decoding requests meanwhile. Each transaction is still scored against the state as it is, never against another
-request's event (`ScoringService.score_many`), so batching changes no answer.
+first request is scored at once; whatever arrived while that batch ran forms the next one. The batch runs on the
+event loop itself: a batch of one costs about 0.5 ms of CPU, and handing it to a worker thread cost more than
+that wait saves (measured: 1.13 ms against 0.94 ms of server CPU per request, one at a time); meanwhile the
+requests that arrive wait in the socket and are read as the next batch. Each transaction is still scored against
+the state as it is, never against another request's event (`ScoringService.score_many`), so batching changes no
+answer.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Batcher:
 
     async def _score(self, batch: Sequence[tuple[Transaction, asyncio.Future[Scored | Late]]]) -> None:
         try:
-            results = await asyncio.to_thread(self.service.score_many, [txn for txn, _ in batch])
+            results = self.service.score_many([txn for txn, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error, the batcher goes on
             for _, future in batch:
                 if not future.done():

@@ -48,10 +48,23 @@ def serve(
         app = create_app(service, keys, max_body_bytes=settings.api.max_body_bytes)
         where = f"http://{host or settings.api.host}:{port or settings.api.port}"
         typer.echo(f"scoring API on {where} (POST /v1/score, OpenAPI at {where}/docs)", err=True)
-        uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, access_log=False,
-                    log_level="warning", lifespan="off")
+        settle_heap()
+        # uvloop and httptools (pinned runtime dependencies): the C event loop and HTTP parser; no access log
+        uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, loop="uvloop",
+                    http="httptools", access_log=False, log_level="warning", lifespan="off")
     finally:
         close()
+
+
+def settle_heap() -> None:
+    """After start-up: what was built so far (the model, the compiled folds, FastAPI) is moved out of the
+    collector's sight (gc.freeze), and the youngest generation is collected every 20,000 allocations instead of
+    700, so a request's short-lived objects are rarely followed by a pause that scans the heap."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _require_current_model(settings: Settings) -> None:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import KeyFile
+from api.score_route import BodyTooLarge, bearer_key, read_body
 from api.scoring import ScoringService
 from features.spec import FEATURE_NAMES
 from fraudstream.clock import ManualClock
@@ -253,3 +254,35 @@ def test_concurrent_requests_are_scored_in_batches_with_the_answers_they_get_alo
         assert {k: v for k, v in answer.items() if k != "scored_at"} == {
             k: v for k, v in expected.items() if k != "scored_at"
         }
+
+
+def test_the_bearer_key_is_read_as_httpbearer_reads_it() -> None:
+    assert bearer_key(b"Bearer fsk_1") == "fsk_1" and bearer_key(b"bEARER fsk_1") == "fsk_1"
+    assert bearer_key(b"Basic fsk_1") is None and bearer_key(b"Bearer") is None and bearer_key(b"Bearer ") is None
+    assert bearer_key(None) is None and bearer_key(b"") is None
+
+
+def test_a_chunked_body_is_cut_off_once_it_passes_the_limit() -> None:
+    import asyncio
+
+    def receiver(chunks: list[bytes]) -> Any:
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        return receive
+
+    assert asyncio.run(read_body(receiver([b"ab", b"cd", b"e"]), 5)) == b"abcde"
+    with pytest.raises(BodyTooLarge):
+        asyncio.run(read_body(receiver([b"ab", b"cd", b"ef", b"never read"]), 5))
+
+
+def test_an_oversized_body_without_content_length_is_413(world: World) -> None:
+    def chunks() -> Any:
+        yield b'{"transaction_id": "' + b"x" * (70 * 1024)
+        yield b'"}'
+
+    headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
+    response = world.client.post("/v1/score", content=chunks(), headers=headers)
+    assert response.status_code == 413 and "larger than 65536 bytes" in response.json()["detail"]
