@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis
 from redis.cluster import RedisCluster
@@ -14,8 +15,11 @@ from fraudstream.errors import StateStoreError
 from state.engine import Commit, KeyValueFeatureStore
 from state.output_seal import OutputSeal
 
-# KEYS: offset key, outputs hash, then state keys. ARGV: expected offset ('' = none), new offset, ttl,
-# prune-below offset, number of outputs, then (offset, bytes) pairs, then one value per state key.
+# KEYS: offset key, outputs hash, then state keys. ARGV: expected offset ('' = none), new offset, ttl, prune-below
+# offset, prune mode ('scan': this writer does not know the hash's fields, so it reads them and gets back those it
+# kept; 'list': it does, and names the ones to drop), number of fields to drop, those fields, number of outputs,
+# then (offset, bytes) pairs, then one value per state key. Whole lists go to one call each (unpack, in chunks
+# below Lua's stack limit), so a batch costs one HDEL and one HSET, not one call per event.
 _COMMIT_LUA = """
 local current = redis.call('GET', KEYS[1]) or ''
 if current ~= ARGV[1] then
@@ -25,22 +29,39 @@ end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 local prune = tonumber(ARGV[4])
-for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if tonumber(field) < prune then redis.call('HDEL', KEYS[2], field) end
+local kept = {}
+if ARGV[5] == 'scan' then
+  local drop = {}
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if tonumber(field) < prune then drop[#drop + 1] = field else kept[#kept + 1] = field end
+  end
+  for c = 1, #drop, 4000 do redis.call('HDEL', KEYS[2], unpack(drop, c, math.min(c + 3999, #drop))) end
 end
-local n = tonumber(ARGV[5])
-local i = 6
-for _ = 1, n do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
+local i = 7
+local upto = i + tonumber(ARGV[6]) - 1
+for c = i, upto, 4000 do redis.call('HDEL', KEYS[2], unpack(ARGV, c, math.min(c + 3999, upto))) end
+i = upto + 1
+local n = tonumber(ARGV[i])
+i = i + 1
+local last = i + 2 * n - 1
+for c = i, last, 4000 do redis.call('HSET', KEYS[2], unpack(ARGV, c, math.min(c + 3999, last))) end
+i = last + 1
 if n > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 for k = 3, #KEYS do
   redis.call('SET', KEYS[k], ARGV[i], 'EX', ttl)
   i = i + 1
 end
+if ARGV[5] == 'scan' then return kept end
 return 'OK'
 """
+
+
+@dataclass
+class _KnownFields:
+    """The fields (offsets) of one outputs hash as this writer left it at offset `at` (ascending)."""
+
+    at: int
+    fields: deque[int]
 
 
 def _tag(key: str) -> str:
@@ -68,6 +89,9 @@ class RedisFeatureStore(KeyValueFeatureStore):
         self.output_seal = output_seal
         #: A standalone Redis takes one MGET over every slot; a cluster needs one per hash tag (one slot per call).
         self._one_mget = not isinstance(client, RedisCluster)
+        #: each outputs hash's fields as our last commit left them; a commit that does not start from that offset
+        #: (first commit, another writer in between, a failure) has the script read the fields instead
+        self._known_fields: dict[str, _KnownFields] = {}
 
     def _load(
         self, keys: list[str], hash_fields: dict[str, list[int]]
@@ -106,9 +130,10 @@ class RedisFeatureStore(KeyValueFeatureStore):
         return [found[k] for k in keys], fields
 
     def _commit(self, commits: list[Commit]) -> None:
+        plans = [self._prune_plan(c) for c in commits]
         try:
             pipe = self.client.pipeline(transaction=False)
-            for c in commits:
+            for c, (mode, drop) in zip(commits, plans, strict=True):
                 w = c.write
                 outputs = c.outputs if self.output_seal is None else self.output_seal.seal_all(c.outputs_key, c.outputs)
                 keys = [c.offset_key, c.outputs_key, *w.values]
@@ -117,6 +142,9 @@ class RedisFeatureStore(KeyValueFeatureStore):
                     str(w.new_offset),
                     self.ttl_s,
                     str(w.prune_below),
+                    mode,
+                    len(drop),
+                    *map(str, drop),
                     len(outputs),
                 ]
                 for offset, out in outputs.items():
@@ -126,13 +154,39 @@ class RedisFeatureStore(KeyValueFeatureStore):
                 pipe.execute_command("EVAL", _COMMIT_LUA, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
+            self._known_fields.clear()
             raise StateStoreError(f"Redis write failed ({type(exc).__name__}: {exc}); retry the batch") from exc
         fenced = [f"{c.offset_key} ({r})" for c, r in zip(commits, replies, strict=True) if isinstance(r, Exception)]
         if fenced:
+            self._known_fields.clear()
             raise StateStoreError(
                 f"state write refused for {', '.join(fenced)}: another worker owns the partition or Redis "
                 "failed; this writer is fenced and must rejoin the consumer group"
             )
+        for c, (mode, _), reply in zip(commits, plans, replies, strict=True):
+            self._remember_fields(c, reply if mode == "scan" else None)
+
+    def _prune_plan(self, c: Commit) -> tuple[str, list[int]]:
+        """('list', the fields below prune_below) when we know the hash as it is at the expected offset, else
+        ('scan', []): the script reads the fields itself."""
+        known = self._known_fields.get(c.outputs_key)
+        if known is None or c.write.expected_offset != known.at:
+            return "scan", []
+        drop, fields, prune = [], known.fields, c.write.prune_below
+        while fields and fields[0] < prune:
+            drop.append(fields.popleft())
+        return "list", drop
+
+    def _remember_fields(self, c: Commit, kept: list[bytes] | None) -> None:
+        """After a successful commit: the hash holds what was kept (or read and kept) plus this commit's outputs."""
+        if kept is not None:
+            fields = deque(sorted({int(f) for f in kept} | set(c.outputs)))
+        else:
+            fields = self._known_fields[c.outputs_key].fields
+            fields.extend(sorted(c.outputs))
+            if c.outputs and len(fields) > len(c.outputs) and fields[-len(c.outputs) - 1] >= min(c.outputs):
+                fields = deque(sorted(set(fields)))  # a replayed offset written again: keep one, in order
+        self._known_fields[c.outputs_key] = _KnownFields(c.write.new_offset, fields)
 
     def _ttls(self, keys: list[str]) -> list[float]:
         try:
