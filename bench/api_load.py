@@ -1,5 +1,5 @@
 """The scoring API under load: `fraudstream api serve` (uvicorn, one process) as a subprocess over a state streamed
-into Redis, driven by an open-loop aiohttp load generator at a fixed rate.
+into Redis, driven by an open-loop load generator at a fixed rate (bench/http_load.py).
 
 Open loop: request i is due at start + i / rate whatever happened to the ones before, and its latency is counted
 from that due time to the end of its response, so a stall delays every request behind it and shows in the tail (no
@@ -122,36 +122,13 @@ class ApiServer:
 
 
 async def open_loop(url: str, key: str, bodies: list[bytes], rate: float, seconds: float) -> list[tuple[float, ...]]:
-    """(due, sent, done, status) per request, times by time.perf_counter (uvloop's loop.time() has 1 ms steps);
-    status -1 for a connection error."""
-    import aiohttp
+    """(due, sent, done, status) per request, by time.perf_counter; status -1 for a connection error. The lean
+    generator of bench/http_load.py (pre-built requests, keep-alive connections), not aiohttp's client, which cost
+    the server's cores twice as much per request."""
+    from bench.http_load import open_loop as lean_open_loop
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    results: list[tuple[float, ...]] = []
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        clock = time.perf_counter
-
-        async def one(i: int, due: float) -> None:
-            sent = clock()
-            try:
-                async with session.post(url, data=bodies[i % len(bodies)]) as response:
-                    await response.read()
-                    status = response.status
-            except aiohttp.ClientError:
-                status = -1
-            results.append((due, sent, clock(), float(status)))
-
-        tasks = []
-        start = clock() + 0.1
-        for i in range(int(rate * seconds)):
-            due = start + i / rate
-            delay = due - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
-        await asyncio.gather(*tasks)
-    return results
+    return list(await lean_open_loop(url, headers, bodies, rate, seconds))
 
 
 async def closed_loop(url: str, key: str, bodies: list[bytes], count: int, in_flight: int) -> float:

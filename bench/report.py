@@ -135,8 +135,8 @@ def markdown(result: dict[str, Any]) -> str:
     if api:
         lines += ["## Scoring API", "",
                   f"`fraudstream api serve` ({api['http']}, one process, scorer {api['scorer']}) over "
-                  f"{api['state_events']:,} streamed events; an open-loop aiohttp generator at {api['rate']:,.0f} "
-                  f"requests/s for {api['seconds']:.0f} s after {api['warmup_s']:.0f} s of warm-up, "
+                  f"{api['state_events']:,} streamed events; an open-loop generator (bench/http_load.py) at "
+                  f"{api['rate']:,.0f} requests/s for {api['seconds']:.0f} s after {api['warmup_s']:.0f} s of warm-up, "
                   f"{api['request_users']:,} users' new events. Latency from each request's due time to its response "
                   "(no coordinated omission); service time from its send. The generator, the server, Redis and the "
                   f"broker share the machine's {api.get('cores', '?')} cores; 1-minute load average before and "
