@@ -219,6 +219,12 @@ class StreamerSettings(_Section):
     #: batches grow with the load by themselves (records arriving during a batch form the next one).
     #: The faust engine waits at least FAUST_MIN_WAIT_MS (its take() needs a window).
     micro_batch_max_wait_ms: NonNegativeInt = 0
+    #: kafka engine: hold fetched transactions that run more than the label delay less the grace period ahead of
+    #: the slowest partition not caught up (in event time), so merchant features are the same however the input
+    #: was batched (a backlog, a replay, a restart); README "Event-time alignment". False: process as fetched.
+    event_time_alignment: bool = True
+    #: How long a partition with nothing fetched may keep the others waiting before it stops counting.
+    alignment_max_wait_ms: NonNegativeInt = 2000
     scorer: Literal["mlp", "stack", "blend"] = "mlp"
     #: Where the MLP is scored: auto (CUDA when a usable device is there, else the CPU), cpu (NumPy), cuda (the MLP's
     #: ONNX graph on onnxruntime-gpu's CUDA execution provider, the [gpu] extra; no usable device: exit 2). The stack

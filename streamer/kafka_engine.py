@@ -33,6 +33,7 @@ from fraudstream.errors import InfraError, StateStoreError
 from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
 from state.redis_client import RetryBackoff
+from streamer.alignment import EventTimeAligner
 from streamer.checkpoint import Checkpoint, Checkpointer, Partition, Status
 from streamer.core import BatchResult, RawRecord, StreamProcessor
 from streamer.kafka_tx import IdempotentOutput, Output, TransactionalOutput
@@ -40,6 +41,7 @@ from streamer.metrics import StreamMetrics
 from streamer.progress import ProgressLog
 from streamer.recovery import StallWatch, bounded, group_progress
 from streamer.stats import EngineStats
+from streamer.wire import event_seconds
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ PREFETCH_KBYTES = 16_384
 UNASSIGNED_GRACE_S = 60.0
 #: The most close() waits for the last commit, then for the producer's flush.
 CLOSE_TIMEOUT_S = 10.0
+#: Records a partition may have waiting in the event-time aligner (in poll batches) before it is paused.
+ALIGNMENT_BATCHES_PER_PARTITION = 4
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
     return raw.encode() if isinstance(raw, str) else raw
@@ -116,6 +120,12 @@ class KafkaEngine:
         self.checkpoints = Checkpointer(self.output, self.consumer, settings.topics.transactions, interval_s, clock,
                                         commit_timeout_s=recovery_s / 2)
         self.stall_watch = StallWatch(recovery_s / 2)
+        self.aligner: EventTimeAligner[RawRecord] | None = None
+        if self.cfg.event_time_alignment:
+            f = settings.features
+            slack_s = max(f.label_delay_days * 86_400.0 - f.grace_period_s - 1.0, 0.0)
+            self.aligner = EventTimeAligner(slack_s, self.cfg.alignment_max_wait_ms / 1000.0)
+        self._backpressured: set[int] = set()  # transactions partitions paused while the aligner holds too many
 
     def _new_consumers(self) -> tuple[Consumer, Consumer]:
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
@@ -164,6 +174,10 @@ class KafkaEngine:
         if not ended:
             self._held = []  # rewound with the aborted checkpoint: it comes again from the consumer
         self._held = [r for r in self._held if (r.topic, r.partition) not in gone]
+        if self.aligner is not None:
+            txn_topic = self.settings.topics.transactions
+            self.aligner.drop(p for t, p in gone if t == txn_topic)
+            self._backpressured -= {p for t, p in gone if t == txn_topic}
 
     # ------------------------------------------------------------------ main loop
     def run(self, *, max_events: int | None = None, idle_exit_s: float | None = None) -> EngineStats:
@@ -182,7 +196,8 @@ class KafkaEngine:
                     break
                 records = self._poll(self._wait_s())
                 if not records:
-                    if idle_exit_s is not None and self._idle_for(idle_exit_s):
+                    waiting = self.aligner is not None and len(self.aligner) > 0
+                    if idle_exit_s is not None and not waiting and self._idle_for(idle_exit_s):
                         log.info("idle for %.1f s, stopping", idle_exit_s)
                         break
                     self._report_lag()
@@ -231,6 +246,9 @@ class KafkaEngine:
         self.stats.kafka_retries += 1
         self._give_up([TopicPartition(t, p) for t, p in self._assigned], commit=False)
         self._held = []
+        if self.aligner is not None:
+            self.aligner.clear()  # the new consumers start from the committed offsets
+        self._backpressured.clear()
         self._replacing = True
         try:
             for consumer in (self.consumer, self.label_consumer):
@@ -278,8 +296,49 @@ class KafkaEngine:
         if messages and len(messages) < size:
             messages += self.consumer.consume(num_messages=size - len(messages), timeout=linger_s)
         records = self._records(messages)
+        if self.aligner is not None:
+            records = self._aligned(records)
         labels = self.label_consumer.consume(num_messages=size, timeout=0 if records else 0.01)
         return records + self._records(labels)
+
+    def _aligned(self, records: list[RawRecord]) -> list[RawRecord]:
+        """The fetched transactions through the event-time aligner (streamer/alignment.py): what may be processed
+        now. Partitions with too many records waiting are paused until they drain."""
+        aligner = self.aligner
+        assert aligner is not None
+        if records:
+            parts = np.fromiter((r.partition for r in records), np.int64, len(records))
+            times = event_seconds([r.value for r in records])
+            for p in np.unique(parts).tolist():
+                at = np.flatnonzero(parts == p)
+                aligner.add(p, times[at], [records[i] for i in at.tolist()])
+        if not len(aligner) and not self._backpressured:
+            return []
+        topic = self.settings.topics.transactions
+        mine = {p for t, p in self._assigned if t == topic}
+        released = aligner.release(self._caught_up(topic, mine), time.monotonic(), mine) if len(aligner) else []
+        cap = ALIGNMENT_BATCHES_PER_PARTITION * self.cfg.poll_batch_size
+        full = {p for p in mine if aligner.waiting(p) > cap}
+        drained = {p for p in self._backpressured if aligner.waiting(p) <= cap // 2}
+        if full:
+            self.consumer.pause([TopicPartition(topic, p) for p in sorted(full)])
+        if drained and not self._paused:
+            self.consumer.resume([TopicPartition(topic, p) for p in sorted(drained & mine)])
+        self._backpressured = (self._backpressured | full) - drained
+        return released
+
+    def _caught_up(self, topic: str, partitions: set[int]) -> set[int]:
+        """Partitions whose position is their end offset (cached high watermark: no broker round trip)."""
+        caught: set[int] = set()
+        try:
+            for tp in self.consumer.position([TopicPartition(topic, p) for p in sorted(partitions)]):
+                if tp.offset >= 0:
+                    _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                    if 0 <= high <= tp.offset:
+                        caught.add(tp.partition)
+        except KafkaException as exc:  # none counts as caught up: the aligner waits (at most its max wait)
+            log.debug("positions not available: %s", exc)
+        return caught
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
         if not any(m.error() for m in messages):  # the usual batch
@@ -362,8 +421,11 @@ class KafkaEngine:
         self.stats.kafka_retries += 1
         log.warning("checkpoint aborted (%s); rewinding to its start", checkpoint.error or "partitions lost")
         first = dict(checkpoint.first_offsets)
-        for r in after or []:
+        waiting = list(self.aligner.first_records().values()) if self.aligner is not None else []
+        for r in [*(after or []), *waiting]:
             first[(r.topic, r.partition)] = min(first.get((r.topic, r.partition), r.offset), r.offset)
+        if self.aligner is not None:
+            self.aligner.clear()  # fetched again from where the rewind goes
         self._rewind(first)
 
     def _committed(self, checkpoint: Checkpoint) -> None:
@@ -412,6 +474,9 @@ class KafkaEngine:
             for consumer in (self.consumer, self.label_consumer):
                 consumer.resume(consumer.assignment())
             self._paused = False
+            if self._backpressured:  # still too many waiting in the aligner
+                topic = self.settings.topics.transactions
+                self.consumer.pause([TopicPartition(topic, p) for p in sorted(self._backpressured)])
 
     def _wait_serving_callbacks(self, seconds: float) -> None:
         """Sleep while still calling consume() (partitions paused) so the group keeps us and callbacks run."""

@@ -30,7 +30,8 @@ def env_for(settings: Settings) -> dict[str, str]:
     for name, value in settings.topics.model_dump().items():
         env[f"FRAUD_TOPICS__{name.upper()}"] = str(value)
     names = ("consumer_group", "transactional_id", "scorer", "poll_batch_size", "micro_batch_max_wait_ms",
-             "commit_interval_ms", "processing_guarantee", "recovery_timeout_s", "redis_retry_max_s")
+             "commit_interval_ms", "processing_guarantee", "recovery_timeout_s", "redis_retry_max_s",
+             "event_time_alignment", "alignment_max_wait_ms")
     for name in names:
         env[f"FRAUD_STREAMER__{name.upper()}"] = str(getattr(settings.streamer, name))
     for section, name in (("registry", "signing_key"), ("streamer", "user_id_hmac_key")):

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def _traffic(customers: int) -> list[Transaction]:
-    # Six days: less than the label delay, so the delayed merchant windows do not depend on how far the partitions
-    # lag each other (a backlog lets one partition run days ahead of another; that is the store's documented limit).
+    # Six days, so the run stays short; the delayed merchant windows across a longer history are the subject of
+    # test_streamer_event_time.py (event-time alignment keeps them independent of how far partitions lag).
     base = simulated_transactions(customers=customers, merchants=400, days=6, seed=21)
     return [t.model_copy(update={"amount": 3000.0}) if i % 97 == 5 else t for i, t in enumerate(base)]
 
