@@ -30,7 +30,7 @@ from fraudstream.settings import Settings
 WARMUP_EVENTS = 200
 #: key name fragment -> what it holds (state/keys.py)
 KEY_KINDS = {":u:": "user state", ":mf:": "merchant fraud", ":m:": "merchant tx", ":out": "output cache",
-             ":off": "offsets"}
+             ":off": "offsets", ":x:": "seen transactions"}
 
 
 @dataclass
@@ -98,9 +98,11 @@ def redis_memory(settings: Settings) -> dict[str, Any]:
         for key in keys:
             pipe.memory_usage(key, samples=0)
         by_kind: dict[str, int] = {}
+        count: dict[str, int] = {}
         for key, size in zip(keys, pipe.execute(), strict=True):
-            kind = next((k for k in KEY_KINDS if k in key.decode()), "other")
-            by_kind[KEY_KINDS.get(kind, kind)] = by_kind.get(KEY_KINDS.get(kind, kind), 0) + int(size or 0)
+            kind = KEY_KINDS.get(next((k for k in KEY_KINDS if k in key.decode()), "other"), "other")
+            by_kind[kind] = by_kind.get(kind, 0) + int(size or 0)
+            count[kind] = count.get(kind, 0) + 1
         total = sum(by_kind.values())
     finally:
         client.close()
@@ -111,6 +113,9 @@ def redis_memory(settings: Settings) -> dict[str, Any]:
         "bytes_per_user_key_p95": round(report.get("bytes_per_user_p95", 0.0), 1),
         "namespace_bytes_per_user": round(total / users, 1) if users else 0.0,
         "namespace_bytes_by_kind": by_kind,
+        # the duplicate check's memory: one key per transaction applied, for the state TTL (state/keys.py)
+        "seen_bytes_per_transaction": round(by_kind.get("seen transactions", 0) / count["seen transactions"], 1)
+        if count.get("seen transactions") else None,
     }
 
 

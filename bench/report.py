@@ -98,11 +98,12 @@ def markdown(result: dict[str, Any]) -> str:
                       f"NumPy, {ref.get('processing_guarantee')}, commit_interval {ref.get('commit_interval_s')} s). "
                       f"{over or 'no engine max run to compare with'}.", ""]
         redis_rows = [[r["engine"], r["redis"]["users"], r["redis"]["bytes_per_user_key_mean"],
-                       r["redis"]["bytes_per_user_key_p95"], r["redis"]["namespace_bytes_per_user"]]
+                       r["redis"]["bytes_per_user_key_p95"], r["redis"]["namespace_bytes_per_user"],
+                       r["redis"].get("seen_bytes_per_transaction")]
                       for r in e2e["runs"] if r["mode"] == "max" and "redis" in r]
         lines += ["### Redis memory", ""]
         lines += _table(["engine", "users", "user key bytes (mean)", "user key bytes (p95)",
-                         "whole namespace bytes / user"], redis_rows)
+                         "whole namespace bytes / user", "duplicate check bytes / transaction"], redis_rows)
         for r in e2e["runs"]:
             if r["mode"] == "max" and "redis" in r:
                 parts = ", ".join(f"{k} {v / max(r['redis']['users'], 1):,.0f}"
