@@ -74,7 +74,8 @@ class FoldTrainer:
         from models.registry import running_feature_spec_hash
         from training.pipeline import feature_dataset
 
-        self.cfg = cfg.model_copy(update={"models": scorer_models(cfg, scorer), "dedup": False})
+        self.cfg = cfg.model_copy(update={"models": scorer_models(cfg, scorer), "dedup": False, "scorer": scorer,
+                                          "blend_mlp_weight": blend_mlp_weight})
         self.registry = registry
         self.scorer = scorer
         self.blend_mlp_weight = blend_mlp_weight

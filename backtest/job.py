@@ -141,7 +141,7 @@ def assemble(
             "input": prep.history.source,
             "mode": "fast" if opts.fast else "kafka",
             "models": f"walk-forward ({len(prep.windows)} folds)" if fold_models else f"registry {prep.fixed.version}",
-            "scorer": settings.streamer.scorer,
+            "scorer": prep.scorer or settings.streamer.scorer,
             "label_delay_days": opts.label_delay_days,
             "feature_label_delay_days": settings.features.label_delay_days,
             "protocol": opts.protocol,

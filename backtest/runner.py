@@ -70,6 +70,7 @@ class Prepared:
     fixed_threshold: float = float("nan")
     folds: FoldSource | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    scorer: str | None = None  # the policy's scorer (models/policy.py) the replay serves
 
     def model(self, k: int) -> Any:
         if self.folds is None:
@@ -154,7 +155,7 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
     history = load_input(settings, opts)
     timings = {"load_s": time.perf_counter() - t0}
     scorer = settings.streamer.scorer
-    if opts.model is not None:
+    if opts.model is not None:  # the version's policy (models/policy.py), with the settings' explicit scorer/weight
         registry = ModelRegistry.from_settings(settings, opts.registry)
         version = registry.current_version() if opts.model == "current" else opts.model
         if version is None:
@@ -162,9 +163,10 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
         model = registry.load(version)
         windows = plan_windows(history.frame, opts, version)
         assessed_rows(history.frame, windows)
-        if scorer not in model.thresholds:
+        if scorer is not None and scorer not in model.thresholds:
             raise ConfigError(f"model {version} has no '{scorer}' scorer; set FRAUD_STREAMER__SCORER to one it has")
-        return Prepared(history, windows, model, float(model.thresholds[scorer]), timings=timings)
+        policy = model.serving_policy(scorer, settings.streamer.blend_mlp_weight)
+        return Prepared(history, windows, model, float(policy.threshold), timings=timings, scorer=policy.scorer)
     from backtest.fold_source import ForkedFolds, InlineFolds
     from backtest.folds import FoldTrainer
     from features.config import FeatureConfig
@@ -173,13 +175,17 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
     windows = plan_windows(history.frame, opts, None)
     assessed_rows(history.frame, windows)
     t1 = time.perf_counter()
+    cfg = load_training_config(opts.config)
+    # the fold models are trained here: the policy is the training config's, with the settings' scorer/weight
+    # applied before the thresholds are calibrated (so they are calibrated for exactly what is served)
+    weight = settings.streamer.blend_mlp_weight
     trainer = FoldTrainer(
         history.frame,
-        load_training_config(opts.config),
+        cfg,
         FeatureConfig.from_settings(settings.features),
         private_registry(settings, opts.report_dir / "registry"),
-        scorer=scorer,
-        blend_mlp_weight=settings.streamer.blend_mlp_weight,
+        scorer=scorer or cfg.policy_scorer,
+        blend_mlp_weight=cfg.blend_mlp_weight if weight is None else weight,
         say=say,
     )
     timings["features_s"] = time.perf_counter() - t1
@@ -188,7 +194,7 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
     else:
         say(f"training {len(windows)} folds in a background process while the replay runs")
         source = ForkedFolds(trainer, windows, opts.report_dir / "registry" / "folds")
-    return Prepared(history, windows, folds=source, timings=timings)
+    return Prepared(history, windows, folds=source, timings=timings, scorer=trainer.scorer)
 
 
 def stream_scores(

@@ -72,7 +72,9 @@ class ModelFacts:
         if version is None:
             raise InputError(f"the model registry {settings.registry.path} has no current model")
         manifest = registry.manifest(version)
-        scorer = settings.streamer.scorer
+        from models.policy import policy_of_manifest
+
+        scorer = settings.streamer.scorer or policy_of_manifest(manifest).scorer  # unset: the manifest's policy
         metrics = dict(manifest.get("metrics", {}))
         named = "stack" if scorer == "stack" else scorer
         validation = {k.split(".", 1)[1]: float(v) for k, v in metrics.items()

@@ -225,7 +225,9 @@ class StreamerSettings(_Section):
     event_time_alignment: bool = True
     #: How long a partition with nothing fetched may keep the others waiting before it stops counting.
     alignment_max_wait_ms: NonNegativeInt = 2000
-    scorer: Literal["mlp", "stack", "blend"] = "mlp"
+    #: unset: the scorer of the model's policy (its registry manifest; models/policy.py). Set: that scorer, with
+    #: its own threshold from training.
+    scorer: Literal["mlp", "stack", "blend"] | None = None
     #: Where the MLP is scored: auto (CUDA when a usable device is there, else the CPU), cpu (NumPy), cuda (the MLP's
     #: ONNX graph on onnxruntime-gpu's CUDA execution provider, the [gpu] extra; no usable device: exit 2). The stack
     #: stays on the CPU either way (README: GPU scoring).
@@ -233,7 +235,9 @@ class StreamerSettings(_Section):
     #: On CUDA, model calls of fewer rows than this stay on the CPU's NumPy path (kernel launches and copies cost more
     #: than a small batch). A guess until measured on a GPU (python -m bench --sections stages); see the README.
     gpu_min_batch: PositiveInt = 4096
-    blend_mlp_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: unset: the policy's weight. Set and different from it with scorer blend: refused (exit 2), since the blend
+    #: threshold was calibrated for the policy's weight only; train with that weight instead.
+    blend_mlp_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     top_reasons: PositiveInt = 3
     max_future_skew_s: PositiveFloat = 300.0
     reload_poll_s: PositiveFloat = 5.0

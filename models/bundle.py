@@ -32,6 +32,8 @@ class ModelBundle:
     feature_spec_hash: str
     contribution_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     blend_mlp_weight: float = 0.5
+    #: the scoring policy (models/policy.py ScoringPolicy.as_manifest()); None: the manifest gets none (legacy)
+    policy: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         missing = [name for name in self.used_features if name not in self.input_names]

@@ -175,6 +175,7 @@ class ModelRegistry:
             "thresholds": {k: float(v) for k, v in bundle.thresholds.items()},
             "contribution_weights": [float(w) for w in bundle.contribution_weights],
             "blend_mlp_weight": bundle.blend_mlp_weight,
+            **({"policy": bundle.policy} if bundle.policy is not None else {}),
             "metrics": metrics,
             "holdout_id": holdout_id,
             "data_range": list(data_range),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fraudstream.errors import ConfigError
 
@@ -50,7 +50,14 @@ class TrainingConfig(_Frozen):
     # models
     models: tuple[str, ...] = ALL_MODELS
     model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    stack_scorer_model: str = "stack"  # which trained model is published as the streamer's `stack` scorer
+    # which trained model is published as the streamer's `stack` scorer; unset: random_forest if trained (the
+    # `fraudstream tune` choice on handbook-sim's validation weeks), else stack, else the first non-MLP model
+    stack_scorer_model: str = "random_forest"
+    # the scoring policy written to the manifest (models/policy.py): the scorer the streamer, the backtest and the
+    # API serve, and the blend weight its threshold is calibrated for. scorer unset: blend when the MLP and the
+    # stack slot are both trained (tune's choice: 0.25 x mlp + random_forest), else the one that is
+    scorer: Literal["mlp", "stack", "blend"] | None = None
+    blend_mlp_weight: float = Field(default=0.25, ge=0.0, le=1.0)
     # protocol and thresholds
     protocol: Literal["prequential", "stratified_80_20", "split_70_15_15"] = "prequential"
     prequential: PrequentialConfig = PrequentialConfig()
@@ -60,6 +67,24 @@ class TrainingConfig(_Frozen):
     card_precision_k: int = Field(default=100, ge=1)
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_stack_slot(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("stack_scorer_model") is None:
+            models = tuple(data.get("models") or ALL_MODELS)
+            others = [m for m in models if m != "mlp"]
+            slot = "random_forest" if "random_forest" in models else ("stack" if "stack" in models else None)
+            data = {**data, "stack_scorer_model": slot or (others[0] if others else "random_forest")}
+        return data
+
+    @property
+    def policy_scorer(self) -> str:
+        """The scorer of the published policy: `scorer`, or the default rule above."""
+        if self.scorer is not None:
+            return self.scorer
+        has_mlp, has_stack = "mlp" in self.models, self.stack_scorer_model in self.models
+        return "blend" if has_mlp and has_stack else ("mlp" if has_mlp else "stack")
+
     def model_post_init(self, __context: Any) -> None:
         unknown = [m for m in self.models if m not in ALL_MODELS]
         if unknown:
@@ -68,6 +93,10 @@ class TrainingConfig(_Frozen):
             raise ValueError("models must name at least one model")
         if self.stack_scorer_model not in ALL_MODELS or self.stack_scorer_model == "mlp":
             raise ValueError("stack_scorer_model must be a non-MLP model name")
+        needs = {"mlp": ("mlp",), "stack": (self.stack_scorer_model,), "blend": ("mlp", self.stack_scorer_model)}
+        missing = [m for m in needs[self.scorer] if m not in self.models] if self.scorer else []
+        if missing:
+            raise ValueError(f"scorer {self.scorer} needs {', '.join(missing)} in models")
 
 
 def _first_error(exc: ValidationError) -> str:

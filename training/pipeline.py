@@ -154,11 +154,12 @@ def evaluate_split(data: Dataset, split: Split, cfg: TrainingConfig) -> tuple[Fo
     out = FoldOutcome(split.name)
     fitted = fit_fold(data, split.train, cfg, out)
     test_scores = _scores(fitted, data, split.test)
+    w = cfg.blend_mlp_weight  # the policy's weight: the blend threshold is calibrated for exactly this blend
     if "mlp" in test_scores and cfg.stack_scorer_model in test_scores:
-        test_scores["blend"] = 0.5 * test_scores["mlp"] + 0.5 * test_scores[cfg.stack_scorer_model]
+        test_scores["blend"] = w * test_scores["mlp"] + (1.0 - w) * test_scores[cfg.stack_scorer_model]
     val_scores = test_scores if split.validation is None else _scores(fitted, data, split.validation)
     if "blend" in test_scores and split.validation is not None:
-        val_scores["blend"] = 0.5 * val_scores["mlp"] + 0.5 * val_scores[cfg.stack_scorer_model]
+        val_scores["blend"] = w * val_scores["mlp"] + (1.0 - w) * val_scores[cfg.stack_scorer_model]
     val_idx = split.test if split.validation is None else split.validation
     y_test, days, cards = data.y[split.test], data.days[split.test], data.cards[split.test]
     for name, score in test_scores.items():
@@ -207,19 +208,31 @@ def final_training_rows(data: Dataset, splits: list[Split], cfg: TrainingConfig)
 def build_bundle(
     fitted: FittedFold, data: Dataset, thresholds: dict[str, float], cfg: TrainingConfig, spec_hash: str
 ) -> ModelBundle:
+    from models.policy import ScoringPolicy
+
     stack = fitted.models.get(cfg.stack_scorer_model)
     mlp = fitted.models.get("mlp")
     weights_from = stack if stack is not None else next(iter(fitted.models.values()))
+    served = {k: thresholds[k] for k in ("mlp", "blend") if k in thresholds} | (
+        {"stack": thresholds[cfg.stack_scorer_model]} if stack is not None else {}
+    )
+    scorer = cfg.policy_scorer
+    if scorer not in served:
+        raise ConfigError(f"the policy's scorer {scorer} was not trained; add its models or set scorer")
+    policy = ScoringPolicy(scorer, cfg.blend_mlp_weight, served[scorer],
+                           cfg.alerts_per_day if cfg.threshold_policy == "alert_budget" else None,
+                           cfg.threshold_policy)  # fmt: skip
     return ModelBundle(
         input_names=data.input_names,
         used_features=fitted.names,
         preprocessor=fitted.preprocessor,
         mlp=mlp,
         stack=stack,
-        thresholds={k: thresholds[k] for k in ("mlp", "blend") if k in thresholds}
-        | ({"stack": thresholds[cfg.stack_scorer_model]} if stack is not None else {}),
+        thresholds=served,
         feature_spec_hash=spec_hash,
         contribution_weights=_importances(weights_from, len(fitted.names)),
+        blend_mlp_weight=cfg.blend_mlp_weight,
+        policy=policy.as_manifest(),
     )
 
 
@@ -276,7 +289,9 @@ def run_training(
     bundle = build_bundle(fitted, data, outcomes[-1].thresholds, cfg, running_feature_spec_hash())
     report["feature_importances"] = dict(zip(fitted.names, map(float, bundle.contribution_weights), strict=True))
     report["thresholds"] = bundle.thresholds
-    primary = "blend" if "blend" in summary else ("mlp" if "mlp" in summary else cfg.stack_scorer_model)
+    report["policy"] = bundle.policy
+    primary = {"stack": cfg.stack_scorer_model}.get(cfg.policy_scorer, cfg.policy_scorer)
+    primary = primary if primary in summary else next(iter(summary))
     published_metrics = {"average_precision": summary[primary]["average_precision"], "primary_scorer": primary}
     published_metrics |= {f"{m}.{k}": v for m, vals in summary.items() for k, v in vals.items()}
     ts = data.timestamps.iloc[final_idx]

@@ -246,8 +246,11 @@ def _training_config(cfg: TrainingConfig, best: dict[str, Any], rows: list[dict[
     params |= {m: {**params.get(m, {}), **p} for m, p in chosen.items()}
     models = tuple(chosen)
     stack_model = next((m for m in models if m != "mlp"), cfg.stack_scorer_model)
+    # the scoring policy that `fraudstream train --config tune.json` writes into the manifest (models/policy.py)
+    weight = float(best["blend_mlp_weight"]) if best["scorer"] == "blend" else cfg.blend_mlp_weight
     return cfg.model_copy(
-        update={"models": models, "model_params": params, "stack_scorer_model": stack_model, "grid_search": {}}
+        update={"models": models, "model_params": params, "stack_scorer_model": stack_model, "grid_search": {},
+                "scorer": best["scorer"], "blend_mlp_weight": weight}
     )
 
 

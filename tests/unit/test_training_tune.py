@@ -64,6 +64,9 @@ def test_tiny_grid_picks_the_best_mean_ap_on_the_validation_weeks_only(tmp_path:
     if choice["scorer"] != "blend":
         assert cfg.model_params[choice["model"]] == {**cfg.model_params[choice["model"]], **choice["params"]}
     assert cfg.prequential.n_folds == 2 and cfg.stack_scorer_model in cfg.models
+    assert cfg.scorer == choice["scorer"]  # the policy training writes into the manifest
+    if choice["scorer"] == "blend":
+        assert cfg.blend_mlp_weight == choice["blend_mlp_weight"]
     text = md_path.read_text()
     assert f"**choice: {choice['candidate']}**" in text and text.count("\n| ") == len(table) + 1
     saved = json.loads(json_path.read_text())
