@@ -4,7 +4,8 @@ The request body goes through the stream's decoder (`streamer.validation.decode_
 duplicate keys, the future-skew check against the injected clock); the features come from the store's read-only
 `peek` (the compiled user and merchant folds over the state bytes Redis holds now, extract before update, nothing
 written); the model is the streamer's ModelHolder (the registry's `current`, NumPy forward pass, hot-reloaded);
-scores and reasons are finished by the stream's own functions (`finished_scores`, `reasons_of`).
+scores and reasons are finished by the stream's own functions (`finished_scores`, `explanations_of`: reasons from
+the scorer's attributions, for alerted rows only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fraudstream.contracts import Reason, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.engine import PeekedFeatures
-from streamer.core import ModelProvider, finished_scores, reasons_of
+from streamer.core import ModelProvider, explanations_of, finished_scores
 from streamer.validation import DecodeFailure, decode_transaction
 
 
@@ -104,18 +105,21 @@ class ScoringService:
         call and one model call for all of them, as the stream scores a batch."""
         now = self.clock.now()
         model = self.models.model  # one model for the whole call, as per batch in the stream
-        scorer = self.cfg.scorer
-        if scorer not in model.thresholds:
-            raise ModelError(f"model {model.version} has no threshold for scorer '{scorer}'; pick another scorer")
-        threshold = float(model.thresholds[scorer])
+        policy = model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight)  # models/policy.py
+        scorer, threshold = policy.scorer, float(policy.threshold)
         peeked = self.store.peek(txns)
         rows = np.flatnonzero(~peeked.late)
         X = peeked.vectors[rows]
-        raw = np.asarray(model.score(X, scorer, self.cfg.blend_mlp_weight), dtype=np.float64)
+        raw = np.asarray(model.score(X, scorer, policy.blend_mlp_weight), dtype=np.float64)
         if raw.shape != (len(rows),):
             raise ModelError(f"model {model.version} returned {raw.shape} scores for {len(rows)} rows")
         scores = finished_scores(model, raw).tolist()
-        reasons = reasons_of(model, X, self.cfg.top_reasons) if len(rows) else []
+        # reasons from the scorer's attributions, for the alerted rows only (as in the stream)
+        alerted = np.flatnonzero(np.asarray(scores) >= threshold) if len(rows) else np.zeros(0, dtype=np.intp)
+        why, _ = explanations_of(model, X[alerted], self.cfg.top_reasons, scorer, policy.blend_mlp_weight)
+        reasons: list[list[Any]] = [[] for _ in range(len(rows))]
+        for k, r in zip(alerted.tolist(), why, strict=True):
+            reasons[k] = r
         out: list[Scored | Late] = [Late(t, self.grace_period_s) for t in txns]
         names = model.feature_names
         for k, i in enumerate(rows.tolist()):
@@ -129,4 +133,6 @@ class ScoringService:
         """What a readiness probe needs: the model in use, and the state store answering (raises if it does not)."""
         if self._ping is not None:
             self._ping()
-        return {"model_version": self.models.model.version, "scorer": self.cfg.scorer}
+        model = self.models.model
+        return {"model_version": model.version,
+                "scorer": model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight).scorer}

@@ -137,15 +137,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ensure_model(registry)
         traffic = traffic_of(args.events)
         if "stages" in args.sections:
-            from bench import stages
+            from bench import explain_cost, stages
+            from models.registry import ModelRegistry
 
-            say("stages: fold, validation, state round trip, scoring, offline features")
+            say("stages: fold, validation, state round trip, scoring, offline features, alert explanations")
             result["stages"] = {
                 "fold": stages.fold(traffic),
                 "validation": stages.validation(traffic),
                 "state": stages.state_round_trip(base, traffic),
                 "scoring": stages.scoring(registry, (1, 256, 4096) if args.quick else stages.SCORING_SIZES),
                 "offline_features": stages.offline_features(traffic.iloc[: 20_000 if args.quick else 100_000]),
+                "explanations": explain_cost.explanation_cost(ModelRegistry(registry, allow_unsigned=True).load()),
             }
         if "e2e" in args.sections:
             from bench.e2e import E2EContext, run_e2e

@@ -183,6 +183,16 @@ class Reason(_Contract):
     text: str
 
 
+class Explanation(_Contract):
+    """The scorer's attributions of one alert: base_value + sum(attributions.values()) == the alert's score (before
+    its rounding to SCORE_DECIMALS), in probability space (models/attribution.py says how each scorer is done)."""
+
+    base_value: float
+    space: Literal["probability"]
+    method: str
+    attributions: dict[str, float]
+
+
 def alert_id_for(transaction_id: str) -> str:
     """Deterministic: a re-emitted alert for the same transaction has the same id."""
     return str(uuid.uuid5(_ALERT_NAMESPACE, transaction_id))
@@ -198,6 +208,7 @@ class Alert(_Contract):
     reasons: list[Reason]
     features: dict[str, float]
     produced_at: AwareDatetime
+    explanation: Explanation | None = None
 
     @classmethod
     def for_transaction(cls, transaction: Transaction, **fields: Any) -> Alert:

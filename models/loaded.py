@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from fraudstream.errors import ModelError
 from models.forward import numpy_forward_from_weights
 from models.preprocess import Preprocessor
+
+if TYPE_CHECKING:
+    from models.attribution import Attribution
+    from models.policy import ScoringPolicy
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ class LoadedModel:
         self._used_index = np.array([input_names.index(n) for n in used_features], dtype=np.intp)
         self._mlp = mlp_weights
         self._stack = stack
+        self._explainer: Any = None  # models.attribution.ModelExplainer of the stack, built on the first alert
         self._onnx: Callable[[np.ndarray], np.ndarray] | None = None
         self._onnx_min_rows = int(gpu_min_batch)  # calls of fewer rows stay on NumPy
         self.device = "CPU"
@@ -141,3 +146,57 @@ class LoadedModel:
         out = np.zeros_like(X)
         out[:, self._used_index] = z
         return out
+
+    @property
+    def policy(self) -> ScoringPolicy:
+        """The scoring policy training stored in the manifest (models/policy.py; legacy default for old ones)."""
+        from models.policy import policy_of_manifest
+
+        return policy_of_manifest(self.manifest or {"thresholds": self.thresholds, "scorers": list(self.scorers)})
+
+    def serving_policy(self, scorer: str | None = None, blend_mlp_weight: float | None = None) -> ScoringPolicy:
+        """The policy with explicit settings applied (None: the manifest's); refuses an uncalibrated blend weight."""
+        from models.policy import resolve_policy
+
+        return resolve_policy(self.version, self.policy, self.thresholds, scorer, blend_mlp_weight)
+
+    def baseline(self) -> np.ndarray:
+        """The attributions' reference point in the models' (preprocessed) space: the training mean row."""
+        pre = self.preprocessor
+        raw = np.where(np.isfinite(pre.means), pre.means, pre.center)
+        return np.asarray(pre.transform(raw[None, :])[0])
+
+    def attributions(self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5) -> Attribution:
+        """Per-row attributions of `score(X, scorer, blend_mlp_weight)`: base + values.sum(1) == the score
+        (probability space; models/attribution.py). Only for the rows to explain (the alerted ones): its cost is
+        tens to hundreds of model evaluations per row. values has X's width (unused features get 0)."""
+        from models import attribution as att
+
+        X = np.asarray(X, dtype=np.float64)
+        Z = self._prepared(X)
+        b = self.baseline()
+        parts: dict[str, att.Attribution] = {}
+        if scorer in ("mlp", "blend"):
+            if self._mlp is None:
+                raise self._missing("mlp", "MLP", "stack")
+            mlp = self._mlp
+            parts["mlp"] = att.to_probability(
+                att.mlp_integrated_gradients(mlp.weights, Z, b, mlp.output, mlp.activation)
+            )
+        if scorer in ("stack", "blend"):
+            if self._stack is None:
+                raise self._missing("stack", "stack", "mlp")
+            if self._explainer is None:
+                self._explainer = att.ModelExplainer(self._stack, b)
+            parts["stack"] = self._explainer.explain(Z)
+        if scorer == "blend":
+            result = att.blend(parts["mlp"], parts["stack"], float(blend_mlp_weight))
+        elif scorer in parts:
+            result = parts[scorer]
+        else:
+            raise ModelError(f"unknown scorer '{scorer}'; use mlp, stack or blend")
+        if X.shape[1] != len(self.feature_names):
+            return result
+        full = np.zeros_like(X)
+        full[:, self._used_index] = result.values
+        return att.Attribution(full, result.base, result.space, result.method, result.residual)

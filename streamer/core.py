@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from fraudstream.clock import Clock
-from fraudstream.contracts import Alert, Label, Reason, Transaction
+from fraudstream.contracts import Alert, Explanation, Label, Reason, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRows
@@ -101,6 +101,10 @@ class ScoringModel(Protocol):
 
     def contributions(self, X: np.ndarray) -> np.ndarray: ...
 
+    def serving_policy(self, scorer: str | None = None, blend_mlp_weight: float | None = None) -> Any: ...
+
+    def attributions(self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5) -> Any: ...
+
 
 class ModelProvider(Protocol):
     """Gives the model to use for the next batch (streamer.scoring.ModelHolder satisfies it)."""
@@ -120,9 +124,30 @@ def finished_scores(model: ScoringModel, scores: np.ndarray) -> np.ndarray:
 
 
 def reasons_of(model: ScoringModel, X: np.ndarray, top: int) -> list[list[Reason]]:
-    """The top reasons of each row of X (contributions rounded as the scores are), as alerts carry them."""
+    """Reasons from the model's importance-weighted z-scores (not the scorer's attributions): kept for callers that
+    have no scorer; alerts use explanations_of."""
     contributions = np.round(np.asarray(model.contributions(X), dtype=np.float64), SCORE_DECIMALS)
     return explain(model.feature_names, X, contributions, top)
+
+
+def explanations_of(
+    model: ScoringModel, X: np.ndarray, top: int, scorer: str, blend_mlp_weight: float
+) -> tuple[list[list[Reason]], list[Explanation]]:
+    """The alerted rows' attributions (one vectorised call over the rows passed in: only the alerted ones) and the
+    reasons derived from them, one per feature family (streamer/reasons.py)."""
+    if len(X) == 0:
+        return [], []
+    att = model.attributions(X, scorer, blend_mlp_weight)
+    values = np.asarray(att.values, dtype=np.float64)
+    reasons = explain(model.feature_names, X, np.round(values, SCORE_DECIMALS), top)
+    used = np.flatnonzero(np.any(values != 0.0, axis=0))
+    names = [model.feature_names[c] for c in used.tolist()]
+    explanations = [
+        Explanation(base_value=float(base), space="probability", method=att.method,
+                    attributions=dict(zip(names, row.tolist(), strict=True)))
+        for base, row in zip(np.asarray(att.base).tolist(), values[:, used], strict=True)
+    ]  # fmt: skip
+    return reasons, explanations
 
 
 class StreamProcessor:
@@ -139,6 +164,7 @@ class StreamProcessor:
         self.settings = settings
         self.topics = settings.topics
         self.cfg = settings.streamer
+        self._policies: dict[str, Any] = {}  # model version -> its serving policy (models/policy.py)
         self.store = store
         self.models = models
         self.clock = clock
@@ -228,11 +254,9 @@ class StreamProcessor:
             duplicate = np.zeros(n, dtype=bool)
         scored = np.flatnonzero(~late & ~replayed & ~duplicate)
         vectors = np.asarray(batch.vectors, dtype=np.float64)
-        scores = self._score(model, vectors, scored, timings)
-        scorer = self.cfg.scorer
-        if scorer not in model.thresholds:
-            raise ModelError(f"model {model.version} has no threshold for scorer '{scorer}'; pick another scorer")
-        threshold = float(model.thresholds[scorer])
+        policy = self._policy(model)
+        scores = self._score(model, vectors, scored, timings, policy)
+        scorer, threshold = policy.scorer, float(policy.threshold)
         alerted = scores >= threshold
         cached: list[bytes | None] = [None] * n
         scored_at = scored.tolist()
@@ -249,9 +273,10 @@ class StreamProcessor:
                 cached[j] = encode_one(scores_topic, key, value, _SCORE_HEADERS)
         raised = scored[alerted]
         positions = np.flatnonzero(alerted).tolist()
-        for j, k, reasons in zip(raised.tolist(), positions, self._reasons(model, vectors[raised]), strict=True):
-            messages = self._alert(records[index[j]], float(scores[k]), values[k], vectors[j], reasons, model, now,
-                                   threshold)  # fmt: skip
+        reasons, explanations = self._explain(model, vectors[raised], policy)
+        for j, k, why, how in zip(raised.tolist(), positions, reasons, explanations, strict=True):
+            messages = self._alert(records[index[j]], float(scores[k]), values[k], vectors[j], why, model, now,
+                                   threshold, scorer, how)  # fmt: skip
             outputs[index[j]] = messages
             cached[j] = encode_messages(messages)
         for j in np.flatnonzero(late).tolist():
@@ -286,14 +311,24 @@ class StreamProcessor:
         self.store.commit_batch(batch, cached)
         timings.redis_s += self.clock.monotonic() - t0
 
-    def _score(self, model: ScoringModel, vectors: np.ndarray, rows: np.ndarray, timings: BatchTimings) -> np.ndarray:
+    def _policy(self, model: ScoringModel) -> Any:
+        """The model's scoring policy with the settings' explicit scorer/weight (models/policy.py), once per version."""
+        cached = self._policies.get(model.version)
+        if cached is None:
+            cached = model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight)
+            self._policies = {model.version: cached}
+        return cached
+
+    def _score(
+        self, model: ScoringModel, vectors: np.ndarray, rows: np.ndarray, timings: BatchTimings, policy: Any
+    ) -> np.ndarray:
         """One model call per micro-batch of at most micro_batch_max_size rows, never per event."""
         scores = np.empty(len(rows), dtype=np.float64)
         size = self.cfg.micro_batch_max_size
         t0 = self.clock.monotonic()
         for lo in range(0, len(rows), size):
             chunk = rows[lo : lo + size]
-            out = np.asarray(model.score(vectors[chunk], self.cfg.scorer, self.cfg.blend_mlp_weight), dtype=np.float64)
+            out = np.asarray(model.score(vectors[chunk], policy.scorer, policy.blend_mlp_weight), dtype=np.float64)
             if out.shape != (len(chunk),):
                 raise ModelError(f"model {model.version} returned {out.shape} scores for {len(chunk)} rows")
             scores[lo : lo + len(chunk)] = out
@@ -301,8 +336,8 @@ class StreamProcessor:
         timings.score_s += self.clock.monotonic() - t0
         return finished_scores(model, scores)
 
-    def _reasons(self, model: ScoringModel, X: np.ndarray) -> list[list[Any]]:
-        return reasons_of(model, X, self.cfg.top_reasons) if len(X) else []
+    def _explain(self, model: ScoringModel, X: np.ndarray, policy: Any) -> tuple[list[list[Reason]], list[Explanation]]:
+        return explanations_of(model, X, self.cfg.top_reasons, policy.scorer, policy.blend_mlp_weight)
 
     def _alert(
         self,
@@ -314,6 +349,8 @@ class StreamProcessor:
         model: ScoringModel,
         now: Any,
         threshold: float,
+        scorer: str,
+        explanation: Explanation,
     ) -> list[OutputMessage]:
         """An alerted transaction's alert and score messages (the Transaction model built here only, from the
         record's bytes that the batch decoder accepted)."""
@@ -325,10 +362,11 @@ class StreamProcessor:
             score=score,
             threshold=threshold,
             model_version=model.version,
-            scorer=self.cfg.scorer,
+            scorer=scorer,
             reasons=reasons,
             features=features,
             produced_at=now,
+            explanation=explanation,
         )
         return [
             OutputMessage(self.topics.alerts, key, alert.model_dump_json().encode(), _ALERT_HEADERS),

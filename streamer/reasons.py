@@ -1,6 +1,9 @@
-"""Alert reasons: the top-k per-feature contributions of a batch, in words an analyst reads.
+"""Alert reasons: the features that pushed this score up the most, in words an analyst reads.
 
-Ranking is vectorised over the batch; text is built only for the alerted rows the caller passes in.
+The contributions are the scorer's own attributions (models/attribution.py: they sum, with a base value, to the
+score). Ranking is vectorised over the batch; text is built only for the alerted rows the caller passes in. One
+reason per feature family: the windows of one ratio (amount_ratio_mean_1h/_1d/_7d/_30d), hour_sin/hour_cos,
+amount/log_amount each give at most one reason, the strongest.
 """
 
 from __future__ import annotations
@@ -141,11 +144,27 @@ NOT_A_REASON = frozenset(
 )
 
 
+_WINDOW_SUFFIX = re.compile(r"_(\d+[smhdw])$")
+_FAMILY_ALIASES = {"hour_sin": "hour", "hour_cos": "hour", "log_amount": "amount"}
+#: Families that say the same thing in two ways: the amount against the user's window mean, as a ratio or a z-score.
+_SAME_FAMILY = {"amount_zscore": "amount_vs_user_mean", "amount_ratio_mean": "amount_vs_user_mean"}
+
+
+def reason_family(name: str) -> str:
+    """The family a feature belongs to: its name without the window suffix (count_1h -> count), with aliases for
+    features that read the same (hour_sin/hour_cos, amount/log_amount, the amount's ratio and z-score
+    against the user's window means)."""
+    name = _FAMILY_ALIASES.get(name, name)
+    family = _WINDOW_SUFFIX.sub("", name)
+    return _SAME_FAMILY.get(family, family)
+
+
 def explain(names: Sequence[str], X: np.ndarray, contributions: np.ndarray, k: int) -> list[list[Reason]]:
     """Top-k reasons per row of X (only pass the alerted rows): features pushing the score up the most.
 
-    Only positive contributions count; encodings that mean nothing to an analyst are skipped, and two features
-    that read the same (hour_sin and hour_cos, amount and log_amount) give one reason.
+    Only positive contributions count; encodings that mean nothing to an analyst are skipped, and one feature
+    family (reason_family: the windows of one ratio, hour_sin and hour_cos, amount and log_amount) gives at most one
+    reason, its strongest member's.
     """
     if len(X) == 0:
         return []
@@ -155,6 +174,7 @@ def explain(names: Sequence[str], X: np.ndarray, contributions: np.ndarray, k: i
         row = dict(zip(names, (float(v) for v in X[i]), strict=False))
         reasons: list[Reason] = []
         seen: set[str] = set()
+        families: set[str] = set()
         for j in row_order:
             if len(reasons) == k:
                 break
@@ -163,10 +183,12 @@ def explain(names: Sequence[str], X: np.ndarray, contributions: np.ndarray, k: i
                 break  # sorted: nothing after this pushes the score up
             if names[j] in NOT_A_REASON:
                 continue
+            family = reason_family(names[j])
             text = reason_text(names[j], value, row)
-            if text in seen:
+            if text in seen or family in families:
                 continue
             seen.add(text)
+            families.add(family)
             reasons.append(
                 Reason(
                     feature=names[j],

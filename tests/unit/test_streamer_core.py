@@ -79,6 +79,13 @@ def test_good_records_are_scored_and_large_amounts_alerted(model: Any, txns: lis
         assert alert.alert_id == alert_id_for(alert.transaction.transaction_id)
         assert alert.model_version == model.version
         assert 1 <= len(alert.reasons) <= 3 and all(r.text for r in alert.reasons)
+        # the scorer's own attributions: they sum with the base value to the score (rounded to 9 decimals)
+        assert alert.explanation is not None and alert.explanation.space == "probability"
+        total = alert.explanation.base_value + sum(alert.explanation.attributions.values())
+        assert abs(total - alert.score) <= 1e-6
+        assert {r.feature for r in alert.reasons} <= set(alert.explanation.attributions)
+        for r in alert.reasons:
+            assert r.contribution == pytest.approx(alert.explanation.attributions[r.feature], abs=1e-9)
         assert set(alert.features) <= set(model.feature_names)
         assert alert.produced_at == NOW
     assert result.next_offsets == {("transactions", 0): len(txns)}
@@ -193,6 +200,12 @@ class CountingModel:
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.inner.contributions(X))
+
+    def serving_policy(self, scorer: str | None = None, blend_mlp_weight: float | None = None) -> Any:
+        return self.inner.serving_policy(scorer, blend_mlp_weight)
+
+    def attributions(self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5) -> Any:
+        return self.inner.attributions(X, scorer, blend_mlp_weight)
 
 
 def test_scoring_is_micro_batched(model: Any, txns: list[Transaction]) -> None:

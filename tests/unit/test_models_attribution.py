@@ -1,0 +1,128 @@
+"""Attributions of the scorer in use sum, with their base value, to the model's own output; reasons from them name
+one feature family once; the scoring policy comes from the manifest and refuses an uncalibrated blend weight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.neural_network import MLPClassifier
+
+from fraudstream.errors import ConfigError
+from models.attribution import baseline_shapley, mlp_integrated_gradients, mlp_logit
+from models.loaded import LoadedModel, MLPWeights
+from models.policy import policy_of_manifest
+from models.preprocess import Preprocessor
+from models.stacking import StackingEnsemble
+from streamer.reasons import explain, reason_family
+
+NAMES = ("amount", "amount_ratio_mean_1d", "amount_ratio_mean_7d", "amount_ratio_mean_30d", "amount_zscore_7d",
+         "count_1h", "count_1d", "dist_prev_km", "new_merchant", "hour_sin", "hour_cos")  # fmt: skip
+
+
+def _data(n: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    X = np.column_stack([
+        rng.lognormal(3.5, 1.0, n), *(rng.lognormal(0.0, 0.6, n) for _ in range(3)), rng.normal(size=n),
+        rng.poisson(1.0, n), rng.poisson(3.0, n), rng.exponential(20.0, n), rng.integers(0, 2, n),
+        np.sin(rng.uniform(0, 6.28, n)), np.cos(rng.uniform(0, 6.28, n)),
+    ])  # fmt: skip
+    y = ((X[:, 0] > 150) | (X[:, 2] * X[:, 3] > 3) | ((X[:, 8] == 1) & (X[:, 7] > 40))).astype(int)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, Any]:
+    X, y = _data()
+    pre = Preprocessor.fit(X)
+    Z = pre.transform(X)
+    mlp = MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=0).fit(Z, y)
+    weights = [a for pair in zip(mlp.coefs_, mlp.intercepts_, strict=True) for a in pair]
+    stacks = {
+        "stack (dt, svm, nn + LR meta)": StackingEnsemble(base_learners=("dt", "svm", "nn"), n_folds=2).fit(Z, y),
+        "stack (rf, hgb, lr)": StackingEnsemble(base_learners=("rf", "hgb", "lr"), n_folds=2).fit(Z, y),
+        "random_forest": RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(Z, y),
+        "gradient_boosting": HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(Z, y),
+    }
+    return {"X": X, "y": y, "pre": pre, "weights": weights, "stacks": stacks}
+
+
+def _loaded(trained: dict[str, Any], stack: Any, manifest: dict[str, Any] | None = None) -> LoadedModel:
+    return LoadedModel(
+        version="v-test", input_names=NAMES, used_features=NAMES, thresholds={"mlp": 0.5, "stack": 0.5, "blend": 0.4},
+        preprocessor=trained["pre"], mlp_weights=MLPWeights(trained["weights"], "sigmoid", "relu"), stack=stack,
+        contribution_weights=np.full(len(NAMES), 1 / len(NAMES)), manifest=manifest,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("stack_name", ["stack (dt, svm, nn + LR meta)", "stack (rf, hgb, lr)", "random_forest",
+                                        "gradient_boosting"])  # fmt: skip
+@pytest.mark.parametrize("scorer", ["mlp", "stack", "blend"])
+def test_attributions_plus_base_equal_the_score(trained: dict[str, Any], stack_name: str, scorer: str) -> None:
+    model = _loaded(trained, trained["stacks"][stack_name])
+    X = trained["X"][:40]
+    att = model.attributions(X, scorer, 0.25)
+    score = model.score(X, scorer, 0.25)
+    assert att.space == "probability" and att.values.shape == X.shape
+    np.testing.assert_allclose(att.base + att.values.sum(axis=1), score, rtol=0, atol=1e-6)
+    assert np.ptp(att.base) == 0.0  # one base value per model: the baseline's (or the trees' expected) output
+    assert np.abs(att.values).sum() > 0
+
+
+def test_integrated_gradients_need_little_correction_and_sum_in_logit_space(trained: dict[str, Any]) -> None:
+    Z = trained["pre"].transform(trained["X"][:30])
+    b = np.zeros(Z.shape[1])
+    att = mlp_integrated_gradients(trained["weights"], Z, b, "sigmoid", steps=256)
+    assert att.space == "logit"
+    np.testing.assert_allclose(att.output, mlp_logit(trained["weights"], Z, "sigmoid"), atol=1e-9)
+    spread = np.abs(mlp_logit(trained["weights"], Z, "sigmoid") - att.base).max()
+    assert att.residual < 0.05 * spread  # the Riemann sum alone is already close to the integral
+
+
+def test_baseline_shapley_is_exact_for_an_additive_function() -> None:
+    rng = np.random.default_rng(0)
+    Z, b = rng.normal(size=(5, 4)), rng.normal(size=4)
+    coef = np.array([1.0, -2.0, 0.5, 3.0])
+    att = baseline_shapley(lambda X: X @ coef + np.sin(X[:, 0]), Z, b)
+    expected = (Z - b) * coef
+    expected[:, 0] += np.sin(Z[:, 0]) - np.sin(b[0])
+    np.testing.assert_allclose(att.values, expected, atol=1e-12)
+
+
+def test_reasons_keep_one_feature_per_family(trained: dict[str, Any]) -> None:
+    model = _loaded(trained, trained["stacks"]["random_forest"])
+    X = trained["X"]
+    hits = X[model.score(X, "blend", 0.25) >= 0.5][:50]
+    att = model.attributions(hits, "blend", 0.25)
+    reasons = explain(NAMES, hits, att.values, 5)
+    assert any(len(r) >= 2 for r in reasons)
+    for row in reasons:
+        families = [reason_family(r.feature) for r in row]
+        assert len(families) == len(set(families)), row
+        assert all(r.contribution > 0 for r in row)
+    assert reason_family("amount_ratio_mean_30d") == reason_family("amount_zscore_7d") == "amount_vs_user_mean"
+    assert reason_family("hour_sin") == reason_family("hour_cos") and reason_family("count_1h") == "count"
+
+
+def test_policy_from_the_manifest_and_a_refused_weight(trained: dict[str, Any]) -> None:
+    policy = {"scorer": "blend", "blend_mlp_weight": 0.25, "threshold": 0.4, "alerts_per_day": 100.0,
+              "threshold_policy": "alert_budget"}  # fmt: skip
+    model = _loaded(trained, trained["stacks"]["random_forest"],
+                    {"policy": policy, "thresholds": {"mlp": 0.5, "stack": 0.5, "blend": 0.4}})
+    served = model.serving_policy(None, None)
+    assert (served.scorer, served.blend_mlp_weight, served.threshold) == ("blend", 0.25, 0.4)
+    assert model.serving_policy(None, 0.25).threshold == 0.4
+    other = model.serving_policy("mlp", None)
+    assert (other.scorer, other.threshold, other.source) == ("mlp", 0.5, "settings")
+    with pytest.raises(ConfigError, match=r"BLEND_MLP_WEIGHT=0.5 differs .* policy weight 0.25"):
+        model.serving_policy(None, 0.5)
+
+
+def test_a_manifest_without_a_policy_gets_the_legacy_default() -> None:
+    old = {"scorers": ["mlp", "stack", "blend"], "thresholds": {"mlp": 0.3, "stack": 0.6, "blend": 0.4}}
+    legacy = policy_of_manifest(old)
+    assert (legacy.scorer, legacy.blend_mlp_weight, legacy.threshold, legacy.source) == (
+        "mlp", 0.5, 0.3, "legacy default")  # fmt: skip
+    assert policy_of_manifest({"scorers": ["stack"], "thresholds": {"stack": 0.6}}).scorer == "stack"
