@@ -169,7 +169,7 @@ def build_features(transactions: pd.DataFrame, labels: pd.DataFrame | None, cfg:
     if "is_fraud" in df.columns:
         result["is_fraud"] = df["is_fraud"].to_numpy()
     result["late"] = fold.late
-    return pd.concat([result, pd.DataFrame(out, columns=list(FEATURE_NAMES))], axis=1)
+    return pd.concat([result, pd.DataFrame(out, columns=list(FEATURE_NAMES), copy=False)], axis=1)
 
 
 def _channel_code(channel: str) -> int:
