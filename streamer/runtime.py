@@ -86,10 +86,10 @@ def build_holder(settings: Settings, metrics: StreamMetrics | None = None) -> Mo
         device=device.kind,
         gpu_min_batch=settings.streamer.gpu_min_batch,
         scorers=(settings.streamer.scorer,) if settings.streamer.scorer else None,  # unset: the policy's, any part
+        # the model's scoring policy with the explicit settings (models/policy.py): a blend weight it was not
+        # calibrated for is one line and exit 2 at start; a reloaded version like that is refused, the old one stays
+        accept=lambda model: model.serving_policy(settings.streamer.scorer, settings.streamer.blend_mlp_weight),
     )
-    # the model's scoring policy with the explicit settings: a blend weight it was not calibrated for is one line
-    # and exit 2 here, at start, not on the first batch (models/policy.py)
-    holder.model.serving_policy(settings.streamer.scorer, settings.streamer.blend_mlp_weight)
     return holder.start()
 
 

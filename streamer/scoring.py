@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from fraudstream.errors import FraudstreamError
@@ -36,12 +36,16 @@ class ModelHolder:
         metrics: StreamMetrics | None = None,
         model: ScoringModel | None = None,
         scorers: Iterable[str] | None = None,
+        accept: Callable[[Any], Any] | None = None,
     ) -> None:
         self.registry = registry
         self.reload_poll_s = reload_poll_s
         self.device = device
         self.gpu_min_batch = gpu_min_batch
         self.scorers = tuple(scorers) if scorers is not None else None
+        #: called on every model before it is used (the runtime checks its scoring policy against the settings);
+        #: raising a FraudstreamError refuses it: at start that is the error, on a reload the old model stays
+        self.accept = accept
         self.metrics = metrics
         self.reloads = 0
         self.last_error: str | None = None
@@ -51,6 +55,8 @@ class ModelHolder:
             if registry is None:
                 raise ValueError("ModelHolder needs a registry or a model")
             model = self._load(None)
+        if accept is not None:
+            accept(model)
         self._model: ScoringModel = model
         self._announce(model)
 
@@ -88,6 +94,8 @@ class ModelHolder:
             if current is None or current == self._model.version:
                 return False
             model = self._load(current)
+            if self.accept is not None:
+                self.accept(model)
         except FraudstreamError as exc:
             self.last_error = str(exc)
             log.error("model reload failed, keeping %s: %s", self._model.version, exc)

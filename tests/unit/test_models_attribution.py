@@ -126,3 +126,33 @@ def test_a_manifest_without_a_policy_gets_the_legacy_default() -> None:
     assert (legacy.scorer, legacy.blend_mlp_weight, legacy.threshold, legacy.source) == (
         "mlp", 0.5, 0.3, "legacy default")  # fmt: skip
     assert policy_of_manifest({"scorers": ["stack"], "thresholds": {"stack": 0.6}}).scorer == "stack"
+
+
+class _TwoVersions:
+    """A registry stand-in holding two loaded versions (ModelHolder only calls these two methods)."""
+
+    def __init__(self, models: dict[str, LoadedModel]) -> None:
+        self.models, self.current = models, "v1"
+
+    def current_version(self) -> str:
+        return self.current
+
+    def load(self, version: str | None, **_: Any) -> LoadedModel:
+        return self.models[version or self.current]
+
+
+def test_a_reloaded_version_whose_policy_the_settings_contradict_is_refused(trained: dict[str, Any]) -> None:
+    from streamer.scoring import ModelHolder
+
+    def version(name: str, weight: float) -> LoadedModel:
+        policy = {"scorer": "blend", "blend_mlp_weight": weight, "threshold": 0.4}
+        model = _loaded(trained, trained["stacks"]["random_forest"], {"policy": policy, "thresholds": {"blend": 0.4}})
+        model.version = name
+        return model
+
+    registry = _TwoVersions({"v1": version("v1", 0.25), "v2": version("v2", 0.5)})
+    holder = ModelHolder(registry, accept=lambda m: m.serving_policy(None, 0.25))  # type: ignore[arg-type]
+    assert holder.version == "v1"
+    registry.current = "v2"
+    assert holder.check_once() is False and holder.version == "v1"
+    assert holder.last_error is not None and "calibrated for" in holder.last_error
