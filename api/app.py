@@ -9,7 +9,6 @@ Every error is one JSON object with a one-line `detail`.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,9 +25,6 @@ from api.score_route import SCORE_PATH, ScoreHandler, ScoreRoute
 from api.scoring import ScoringService
 from fraudstream import __version__
 from fraudstream.contracts import Reason, Transaction
-
-log = logging.getLogger(__name__)
-
 
 
 class ScoreResponse(BaseModel):

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.keys import KeyFile
-from api.score_route import BodyTooLarge, bearer_key, read_body
+from api.score_route import BodyTooLarge, ScoreRoute, bearer_key, read_body
 from api.scoring import ScoringService
 from features.spec import FEATURE_NAMES
 from fraudstream.clock import ManualClock
@@ -286,3 +286,21 @@ def test_an_oversized_body_without_content_length_is_413(world: World) -> None:
     headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
     response = world.client.post("/v1/score", content=chunks(), headers=headers)
     assert response.status_code == 413 and "larger than 65536 bytes" in response.json()["detail"]
+
+
+def test_fastapis_own_score_route_answers_as_the_asgi_handler_does(world: World) -> None:
+    """The documented FastAPI route (reached without the ScoreRoute in front) gives the same answers."""
+    app = create_app(ScoringService(world.settings, world.store, world.holder, world.clock), world.keys)
+    assert [getattr(m, "cls", None) for m in app.user_middleware] == [ScoreRoute]
+    app.user_middleware = []  # FastAPI alone: its route answers /v1/score
+    behind = TestClient(app)
+    txn = world.new_event(0).model_dump_json()
+    headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
+    for body, sent in ((txn, headers), (txn, {}), ('{"amount": "1"}', headers)):
+        front, back = world.client.post("/v1/score", content=body, headers=sent), behind.post(
+            "/v1/score", content=body, headers=sent)
+        assert front.status_code == back.status_code
+        assert {k: v for k, v in front.json().items() if k != "scored_at"} == {
+            k: v for k, v in back.json().items() if k != "scored_at"}
+        assert front.headers.get("www-authenticate") == back.headers.get("www-authenticate")
+    assert {front.status_code for front in [world.post(txn, world.key), world.post(txn)]} == {200, 401}
