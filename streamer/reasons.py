@@ -108,11 +108,11 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[str, float, Row], str]]] = [
     (re.compile(r"min_amount_\w+"), lambda n, v, _r: f"user's smallest amount {_num(v)} in the last {_window(n)}"),
     (
         re.compile(r"merchant_risk_\w+"),
-        lambda n, v, _r: f"merchant fraud rate {v:.0%} over {_window(n)} (known labels)",
+        lambda n, v, _r: f"merchant fraud rate {v:.0%} over the last {_window(n)} (known labels)",
     ),
     (
         re.compile(r"merchant_count_\w+"),
-        lambda n, v, _r: f"merchant had {_num(v)} transactions over {_window(n)} (before the label delay)",
+        lambda n, v, _r: f"merchant had {_num(v)} transactions over the last {_window(n)} (before the label delay)",
     ),
     (re.compile(r"channel_\w+"), lambda n, v, _r: f"{'' if v >= 0.5 else 'not '}via {n.removeprefix('channel_')}"),
 ]
@@ -147,13 +147,16 @@ NOT_A_REASON = frozenset(
 _WINDOW_SUFFIX = re.compile(r"_(\d+[smhdw])$")
 _FAMILY_ALIASES = {"hour_sin": "hour", "hour_cos": "hour", "log_amount": "amount"}
 #: Families that say the same thing in two ways: the amount against the user's window mean, as a ratio or a z-score.
-_SAME_FAMILY = {"amount_zscore": "amount_vs_user_mean", "amount_ratio_mean": "amount_vs_user_mean"}
+_SAME_FAMILY = {"amount_zscore": "amount_vs_user_mean", "amount_ratio_mean": "amount_vs_user_mean",
+                # the user's amounts in a window: with one transaction in it, max, min and mean read the same
+                "max_amount": "user_window_amounts", "min_amount": "user_window_amounts",
+                "mean_amount": "user_window_amounts"}
 
 
 def reason_family(name: str) -> str:
     """The family a feature belongs to: its name without the window suffix (count_1h -> count), with aliases for
     features that read the same (hour_sin/hour_cos, amount/log_amount, the amount's ratio and z-score
-    against the user's window means)."""
+    against the user's window means; the user's largest, smallest and mean amount in a window)."""
     name = _FAMILY_ALIASES.get(name, name)
     family = _WINDOW_SUFFIX.sub("", name)
     return _SAME_FAMILY.get(family, family)

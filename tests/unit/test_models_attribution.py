@@ -104,6 +104,7 @@ def test_reasons_keep_one_feature_per_family(trained: dict[str, Any]) -> None:
         assert all(r.contribution > 0 for r in row)
     assert reason_family("amount_ratio_mean_30d") == reason_family("amount_zscore_7d") == "amount_vs_user_mean"
     assert reason_family("hour_sin") == reason_family("hour_cos") and reason_family("count_1h") == "count"
+    assert reason_family("max_amount_1h") == reason_family("mean_amount_30d") == reason_family("min_amount_1d")
 
 
 def test_policy_from_the_manifest_and_a_refused_weight(trained: dict[str, Any]) -> None:

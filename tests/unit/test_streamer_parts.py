@@ -47,7 +47,7 @@ def test_reason_texts_read_like_an_analyst_wrote_them() -> None:
     assert reason_text("amount_ratio_mean_30d", 9.42, row) == "amount 9.4x the user's 30-day mean"
     assert reason_text("dist_prev_km", 1200.0, row) == "1,200 km from the previous transaction 10 minutes earlier"
     assert reason_text("new_merchant", 1.0, row) == "first transaction at this merchant"
-    assert reason_text("merchant_risk_7d", 0.35, row) == "merchant fraud rate 35% over 7 days (known labels)"
+    assert reason_text("merchant_risk_7d", 0.35, row) == "merchant fraud rate 35% over the last 7 days (known labels)"
     assert reason_text("count_1h", 12.0, row) == "12 transactions by the user in the last hour"
     assert reason_text("something_new", 2.5, row) == "something new 2.50"
     assert reason_text("hour_sin", 1.0, {"hour_sin": 1.0, "hour_cos": 0.0}) == "at 06:00 UTC"
