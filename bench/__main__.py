@@ -137,8 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ensure_model(registry)
         traffic = traffic_of(args.events)
         if "stages" in args.sections:
-            from bench import explain_cost, stages
-            from models.registry import ModelRegistry
+            from bench import stages
 
             say("stages: fold, validation, state round trip, scoring, offline features, alert explanations")
             result["stages"] = {
@@ -147,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "state": stages.state_round_trip(base, traffic),
                 "scoring": stages.scoring(registry, (1, 256, 4096) if args.quick else stages.SCORING_SIZES),
                 "offline_features": stages.offline_features(traffic.iloc[: 20_000 if args.quick else 100_000]),
-                "explanations": explain_cost.explanation_cost(ModelRegistry(registry, allow_unsigned=True).load()),
+                "explanations": stages.explanations(registry),
             }
         if "e2e" in args.sections:
             from bench.e2e import E2EContext, run_e2e

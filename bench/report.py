@@ -132,6 +132,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines += scoring_lines(stages["scoring"])
         f = stages["offline_features"]
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
+        ex = stages.get("explanations")
+        if ex:
+            lines += ["Alert explanations (the scorer's attributions, alerted rows only; models/attribution.py):", ""]
+            lines += _table(["scorer", "alerts / call", "ms / alert to explain", "ms / row to score",
+                             "max |base + sum - score|"],
+                            [[r["scorer"], r["alerts"], _fmt(r["explain_ms_per_alert"], 3),
+                              _fmt(r["score_ms_per_row"], 4), f"{r['max_sum_error']:.1e}"] for r in ex["rows"]])
     api = result.get("api")
     if api:
         lines += ["## Scoring API", "",

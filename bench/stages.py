@@ -291,3 +291,12 @@ def _core_cost(frame: pd.DataFrame, batch: int, batches: int = 5) -> float:
     for lo in range(batch, len(records), batch):
         processor.process(records[lo : lo + batch])
     return round((time.process_time() - t0) / (len(records) - batch) * 1e6, 1)
+
+
+def explanations(registry: Path) -> dict[str, Any]:
+    """Alert explanations: ms per alert of the scorer's attributions (models/attribution.py) per scorer and alert
+    batch, beside the scoring cost of the same rows, and the largest completeness error (bench/explain_cost.py)."""
+    from bench.explain_cost import explanation_cost
+    from models.registry import ModelRegistry
+
+    return explanation_cost(ModelRegistry(registry, allow_unsigned=True).load(device="cpu"))
