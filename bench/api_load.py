@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,7 @@ class ApiServer:
             self.process = subprocess.Popen([sys.executable, "-m", "fraudstream", "api", "serve"], cwd=REPO,
                                             env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
         self.monitor = ProcessMonitor(self.process.pid).start()
+        self.ready: dict[str, Any] = {}
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         import urllib.request
@@ -102,6 +104,7 @@ class ApiServer:
             try:
                 with urllib.request.urlopen(f"{self.url}/v1/ready", timeout=2) as response:
                     if response.status == 200:
+                        self.ready = json.loads(response.read())  # the model version and scorer in use
                         return
             except OSError:
                 pass
@@ -245,7 +248,8 @@ def run_api_bench(ctx: Any, rate: float, seconds: float, say: Callable[[str], No
         "service_p50_ms": _ms(service, 50), "service_p99_ms": _ms(service, 99),
         "send_lag_p99_ms": _ms(ok[:, 1] - ok[:, 0], 99),
         "server_cpu_percent": server_cpu, "server_peak_rss_mib": peak, "loadgen_cpu_percent": loadgen_cpu,
-        "state_events": applied, "request_users": len(bodies), "scorer": settings.streamer.scorer,
+        "state_events": applied, "request_users": len(bodies), "scorer": server.ready.get("scorer"),
+        "model_version": server.ready.get("model_version"),
         "http": "uvicorn " + ("httptools" if importlib.util.find_spec("httptools") else "h11") + ", "
                 + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio"),
         "server_cost": cost,
