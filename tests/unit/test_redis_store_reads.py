@@ -30,7 +30,7 @@ class CountingRedis(fakeredis.FakeRedis):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         self.commands.append(str(args[0]).upper())
-        return super().execute_command(*args, **options)
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
         self.pipelines += 1
@@ -55,7 +55,7 @@ def test_a_peek_on_a_standalone_redis_is_one_mget_and_equals_the_in_memory_peek(
     client = CountingRedis()  # the same state, byte for byte (fakeredis runs no Lua, so no commit through it)
     client.mset(dict(memory.strings))
     for key, fields in memory.hashes.items():
-        client.hset(key, mapping=dict(fields))
+        client.hset(key, mapping={str(f): v for f, v in fields.items()})
     redis_store = RedisFeatureStore(client, "t", CFG, partitions=PARTITIONS)
     last = history[-1].timestamp
     events = [t.model_copy(update={"transaction_id": f"p-{k}", "timestamp": last + timedelta(minutes=k + 1)})
