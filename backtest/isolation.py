@@ -29,6 +29,7 @@ def isolated_settings(settings: Settings, run_id: str, *, partitions: int, batch
             "scores": f"{prefix}.scores",
             "dlq": f"{prefix}.dlq",
             "late": f"{prefix}.late",
+            "drift": f"{prefix}.drift",
             "partitions": partitions,
         },
         redis={"namespace": f"bt-{run_id}"},

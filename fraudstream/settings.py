@@ -80,11 +80,13 @@ class TopicSettings(_Section):
     scores: str = "scores"
     labels: str = "labels"
     late: str = "transactions.late"
+    #: One record per closed hour of event time: PSI, alert rate, precision (streamer/drift.py, README "Drift").
+    drift: str = "drift"
     partitions: PositiveInt = 6
     replication_factor: PositiveInt = 1
 
     def all_topics(self) -> list[str]:
-        return [self.transactions, self.dlq, self.alerts, self.scores, self.labels, self.late]
+        return [self.transactions, self.dlq, self.alerts, self.scores, self.labels, self.late, self.drift]
 
 
 class RedisSettings(_Section):
@@ -198,6 +200,19 @@ class ApiSettings(_Section):
     max_body_bytes: PositiveInt = 64 * 1024
 
 
+class DriftSettings(_Section):
+    """Drift watched per hour of event time against the model's training reference (README "Drift")."""
+
+    enabled: bool = True
+    #: PSI above this (of the scores or of any watched feature) in a closed hour: one warning line and the hour's
+    #: drift record says `retrain: true` (the cue for `fraudstream train --from-topics` on the recent range).
+    psi_threshold: PositiveFloat = 0.2
+    #: Hours with fewer scored events than this never ask for retraining (their PSI is noise); still recorded.
+    min_hour_events: PositiveInt = 500
+    #: The event-time days before the crossed hour's end that the retraining run it asks for reads from the topics.
+    retrain_days: PositiveInt = 28
+
+
 class StreamerSettings(_Section):
     engine: Literal["kafka", "faust"] = "kafka"
     consumer_group: str = "fraudstream-streamer"
@@ -272,6 +287,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     registry: RegistrySettings = RegistrySettings()
     streamer: StreamerSettings = StreamerSettings()
+    drift: DriftSettings = DriftSettings()
     database: DatabaseSettings = DatabaseSettings()
     console: ConsoleSettings = ConsoleSettings()
     api: ApiSettings = ApiSettings()

@@ -34,6 +34,8 @@ class ModelBundle:
     blend_mlp_weight: float = 0.5
     #: the scoring policy (models/policy.py ScoringPolicy.as_manifest()); None: the manifest gets none (legacy)
     policy: dict[str, Any] | None = None
+    #: the drift reference (streamer/drift.py DriftReference.as_manifest()); None: drift is not watched (legacy)
+    drift_reference: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         missing = [name for name in self.used_features if name not in self.input_names]

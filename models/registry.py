@@ -176,6 +176,7 @@ class ModelRegistry:
             "contribution_weights": [float(w) for w in bundle.contribution_weights],
             "blend_mlp_weight": bundle.blend_mlp_weight,
             **({"policy": bundle.policy} if bundle.policy is not None else {}),
+            **({"drift_reference": bundle.drift_reference} if bundle.drift_reference is not None else {}),
             "metrics": metrics,
             "holdout_id": holdout_id,
             "data_range": list(data_range),

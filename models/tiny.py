@@ -4,6 +4,7 @@ the benchmarks, the tests, a worker's start-up check. Fit in well under a second
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,10 +12,18 @@ import numpy as np
 TINY_FEATURES = ("amount", "amount_ratio_mean_30d", "new_merchant", "dist_prev_km")
 
 
-def publish_tiny_model(root: Path, *, threshold: float = 0.5, seed: int = 0, signing_key: str | None = None) -> str:
+def publish_tiny_model(
+    root: Path,
+    *,
+    threshold: float = 0.5,
+    seed: int = 0,
+    signing_key: str | None = None,
+    drift_reference: dict[str, Any] | None = None,
+) -> str:
     """Fit a logistic regression (as the bundle's `stack`) on synthetic vectors and publish it; returns the version.
 
-    Unsigned (the tests' registries allow it) unless signing_key is given."""
+    Unsigned (the tests' registries allow it) unless signing_key is given. drift_reference: stored in the manifest
+    (streamer/drift.py), for the drift tests; none by default, like a version published before drift was watched."""
     from sklearn.linear_model import LogisticRegression
 
     from features.spec import FEATURE_NAMES, feature_spec_hash
@@ -44,6 +53,7 @@ def publish_tiny_model(root: Path, *, threshold: float = 0.5, seed: int = 0, sig
         thresholds={"stack": threshold},
         feature_spec_hash=feature_spec_hash(),
         contribution_weights=np.abs(clf.coef_[0]) / np.abs(clf.coef_[0]).sum(),
+        drift_reference=drift_reference,
     )
     trust = RegistryTrust.of(signing_key, allow_unsigned=signing_key is None)
     return ModelRegistry(root, trust=trust).publish(

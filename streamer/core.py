@@ -19,6 +19,7 @@ from fraudstream.contracts import Alert, Explanation, Label, Reason, Transaction
 from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRows
+from streamer.drift_watch import DriftWatch
 from streamer.outputs import (
     OutputMessage,
     contract_headers,
@@ -169,6 +170,7 @@ class StreamProcessor:
         self.models = models
         self.clock = clock
         self.metrics = metrics
+        self.drift = DriftWatch(settings, metrics)  # per-hour PSI, alert rate, precision (streamer/drift_watch.py)
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
         start = self.clock.monotonic()
@@ -193,7 +195,9 @@ class StreamProcessor:
         result = BatchResult([], counts, timings, next_offsets, model_version=model.version)
         if len(rows):
             self._transactions(records, rows, outputs, model, now, result)
+        self.drift.verdicts(labels)
         result.messages = [message for messages in outputs for message in messages]
+        result.messages += self.drift.close()
         timings.total_s = self.clock.monotonic() - start
         if self.metrics is not None:
             self.metrics.observe_batch(result)
@@ -258,6 +262,7 @@ class StreamProcessor:
         scores = self._score(model, vectors, scored, timings, policy)
         scorer, threshold = policy.scorer, float(policy.threshold)
         alerted = scores >= threshold
+        self.drift.observe(model, scorer, rows.columns.ts[scored], scores, alerted, vectors, scored)
         cached: list[bytes | None] = [None] * n
         scored_at = scored.tolist()
         values = score_values(

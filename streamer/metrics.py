@@ -119,6 +119,20 @@ class StreamMetrics:
         )
         self.model_info = Info("fraudstream_model", "Model version in use", registry=r)
         self.last_batch_unix = Gauge("fraudstream_last_batch_unixtime", "When the last batch finished", registry=r)
+        # drift (streamer/drift_watch.py): the last closed hour of event time
+        self.drift_watched = Gauge("fraudstream_drift_watched", "1 when the model in use has a drift reference",
+                                   registry=r)  # fmt: skip
+        self.drift_psi = Gauge("fraudstream_drift_psi", "PSI of the last closed hour against the training reference",
+                               ["kind", "name"], registry=r)  # fmt: skip
+        self.drift_alert_rate = Gauge("fraudstream_drift_alert_rate", "Alerts per scored event, last closed hour",
+                                      registry=r)  # fmt: skip
+        self.drift_precision = Gauge("fraudstream_drift_precision",
+                                     "Analysts' fraud verdicts per verdict, last closed hour with verdicts",
+                                     registry=r)  # fmt: skip
+        self.drift_hour_unix = Gauge("fraudstream_drift_hour_unixtime", "Start of the last closed hour", registry=r)
+        self.drift_hours = Counter("fraudstream_drift_hours", "Hours closed by the drift watch", registry=r)
+        self.drift_retrain = Counter("fraudstream_drift_retrain_hours", "Closed hours whose PSI crossed the threshold",
+                                     registry=r)  # fmt: skip
 
     def observe_batch(self, result: BatchResult) -> None:
         c, t = result.counts, result.timings
@@ -135,6 +149,22 @@ class StreamMetrics:
         self.batch_seconds.observe(t.total_s)
         if result.model_version:
             self.set_model_version(result.model_version)
+
+    def observe_drift(self, record: dict[str, Any]) -> None:
+        """One closed hour's drift record (streamer/drift_watch.py)."""
+        self.drift_hours.inc()
+        self.drift_hour_unix.set(record["hour_start_unix"])
+        if record["retrain"]:
+            self.drift_retrain.inc()
+        if record["psi_score"] is not None:
+            self.drift_psi.labels(kind="score", name=record["scorer"]).set(record["psi_score"])
+        for name, value in record["psi_features"].items():
+            if value is not None:
+                self.drift_psi.labels(kind="feature", name=name).set(value)
+        if record["alert_rate"] is not None:
+            self.drift_alert_rate.set(record["alert_rate"])
+        if record["precision"] is not None:
+            self.drift_precision.set(record["precision"])
 
     def observe_committed(self, result: BatchResult, now_unix: float | None = None) -> None:
         """Latencies once the batch's outputs are committed (called by the engine)."""

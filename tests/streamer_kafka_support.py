@@ -22,7 +22,7 @@ from tests.streamer_support import txn_headers
 def isolated_settings(base: Settings, name: str, registry: Path, partitions: int = 3, **streamer: Any) -> Settings:
     """Own topics, consumer group, transactional id, Redis namespace and registry; topics created."""
     namespace = f"ns{uuid.uuid4().hex[:12]}"
-    topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     settings = base.with_overrides(
         topics={**topics, "partitions": partitions},
         streamer={

@@ -65,6 +65,10 @@ class TrainingConfig(_Frozen):
     alerts_per_day: float = Field(default=100.0, gt=0.0)
     fixed_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     card_precision_k: int = Field(default=100, ge=1)
+    # drift reference stored with the model (streamer/drift.py): this many features, by model importance, and the
+    # policy's scores, binned at this many quantiles of the final training rows
+    drift_top_features: int = Field(default=5, ge=0)
+    drift_bins: int = Field(default=10, ge=2, le=100)
     seed: int = 0
 
     @model_validator(mode="before")

@@ -236,6 +236,25 @@ def build_bundle(
     )
 
 
+def drift_reference(
+    fitted: FittedFold, data: Dataset, rows: np.ndarray, bundle: ModelBundle, cfg: TrainingConfig
+) -> dict[str, Any]:
+    """The drift reference of the published models on their own training rows (streamer/drift.py): every served
+    scorer's scores and the `drift_top_features` used features of largest importance, in quantile bins."""
+    from streamer.drift import build_reference
+
+    raw = _scores(fitted, data, rows)
+    stack_name = cfg.stack_scorer_model
+    scores = {k: raw[k] for k in ("mlp",) if k in raw} | ({"stack": raw[stack_name]} if stack_name in raw else {})
+    if "mlp" in scores and "stack" in scores:
+        scores["blend"] = cfg.blend_mlp_weight * scores["mlp"] + (1.0 - cfg.blend_mlp_weight) * scores["stack"]
+    cols = np.array([data.names.index(n) for n in fitted.names], dtype=np.intp)
+    clipped = {k: np.clip(v, 0.0, 1.0) for k, v in scores.items()}
+    X = data.X[np.ix_(rows, cols)]
+    ref = build_reference(clipped, X, fitted.names, bundle.contribution_weights, cfg.drift_top_features, cfg.drift_bins)
+    return ref.as_manifest()
+
+
 def run_training(
     history: pd.DataFrame,
     cfg: TrainingConfig,
@@ -287,6 +306,7 @@ def run_training(
     from models.registry import running_feature_spec_hash
 
     bundle = build_bundle(fitted, data, outcomes[-1].thresholds, cfg, running_feature_spec_hash())
+    bundle.drift_reference = drift_reference(fitted, data, final_idx, bundle, cfg)
     report["feature_importances"] = dict(zip(fitted.names, map(float, bundle.contribution_weights), strict=True))
     report["thresholds"] = bundle.thresholds
     report["policy"] = bundle.policy
