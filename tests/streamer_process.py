@@ -33,7 +33,9 @@ def env_for(settings: Settings) -> dict[str, str]:
              "commit_interval_ms", "processing_guarantee", "recovery_timeout_s", "redis_retry_max_s",
              "event_time_alignment", "alignment_max_wait_ms")
     for name in names:
-        env[f"FRAUD_STREAMER__{name.upper()}"] = str(getattr(settings.streamer, name))
+        value = getattr(settings.streamer, name)
+        if value is not None:  # unset stays unset (scorer: the model's policy)
+            env[f"FRAUD_STREAMER__{name.upper()}"] = str(value)
     for section, name in (("registry", "signing_key"), ("streamer", "user_id_hmac_key")):
         secret = getattr(getattr(settings, section), name)
         if secret is not None:
