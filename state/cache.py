@@ -35,6 +35,17 @@ class StateCache:
         self.hits = 0
         self.misses = 0
 
+    def versions(self, tags: Iterable[str]) -> dict[str, int | None] | None:
+        """The offset each tag's records were cached at, or None unless every tag has been synced."""
+        parts = self._parts
+        out: dict[str, int | None] = {}
+        for tag in tags:
+            part = parts.get(tag)
+            if part is None:
+                return None
+            out[tag] = part.version
+        return out
+
     def sync(self, tag: str, version: int | None) -> None:
         """The backend holds offset `version` for `tag` now: drop the group if it was cached at another."""
         part = self._parts.get(tag)

@@ -47,6 +47,19 @@ class Commit:
     outputs: dict[int, bytes]
 
 
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What one batch reads, planned on its partitions' stored offsets (see KeyValueFeatureStore._plan)."""
+
+    stored_offset: dict[int, int | None]
+    replayed: npt.NDArray[np.bool_]
+    replay_at: list[int]
+    fresh_at: list[int]
+    seen_keys: list[str]
+    groups: list[tuple[str, list[str]]]
+    replays: dict[str, list[int]]
+
+
 class KeyValueFeatureStore(ABC):
     """FeatureStore over a key-value backend. `partitions`: transactions topic partitions (and labels')."""
 
@@ -98,6 +111,13 @@ class KeyValueFeatureStore(ABC):
     def _ttls(self, keys: list[str]) -> list[float]:
         """Seconds each key has left before it expires (inf: never; 0 or less: gone), in one round trip."""
 
+    def _load_with_ttls(
+        self, keys: list[str], ttl_keys: list[str], hash_fields: dict[str, list[int]]
+    ) -> tuple[list[bytes | None], list[float], dict[str, list[bytes | None]]]:
+        """_load and _ttls of `ttl_keys` together (a backend that can overrides this with one round trip)."""
+        values, fields = self._load(keys, hash_fields)
+        return values, self._ttls(ttl_keys) if ttl_keys else [], fields
+
     @abstractmethod
     def _sizes(self, pattern: str, limit: int) -> list[int]:
         """Bytes used by up to `limit` keys matching `pattern`."""
@@ -111,17 +131,33 @@ class KeyValueFeatureStore(ABC):
         return self.prepare_rows(SourceRows.of(list(records)))
 
     def prepare_rows(self, rows: SourceRows) -> PreparedBatch:
-        """prepare_batch over columns: one round trip, both folds once, no per-event object."""
+        """prepare_batch over columns: one round trip, both folds once, no per-event object.
+
+        The round trip reads the partitions' stored offsets together with the records, assuming they are still
+        those the cache was synced at (this writer's own last commits); only when another writer moved one since
+        does a second read follow, planned on the offsets found."""
         keys = self.keys
-        partition, offset = rows.partition.tolist(), rows.offset.tolist()
-        parts = sorted(set(partition))
+        parts = sorted(set(rows.partition.tolist()))
         for p in parts:
             self._check_partition(p, self.partitions, "transactions")
-        offsets = self._offsets(
-            {keys.txn_tag(p): keys.txn_offset(p) for p in range(self.partitions)}
-            | {keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)}
-        )
-        stored_offset = {p: offsets[keys.txn_tag(p)] for p in parts}
+        offset_keys = {keys.txn_tag(p): keys.txn_offset(p) for p in range(self.partitions)} | {
+            keys.label_tag(p): keys.label_offset(p) for p in range(self.label_partitions)
+        }
+        predicted = self.cache.versions(offset_keys)
+        if predicted is not None:
+            plan = self._plan(rows, {p: predicted[keys.txn_tag(p)] for p in parts})
+            states, cached, offsets = self._fetch(plan.groups, plan.replays, plan.seen_keys, offset_keys)
+            if offsets == predicted:
+                return self._prepared(rows, plan, states, cached)
+        offsets = self._offsets(offset_keys)
+        plan = self._plan(rows, {p: offsets[keys.txn_tag(p)] for p in parts})
+        states, cached, _ = self._fetch(plan.groups, plan.replays, plan.seen_keys)
+        return self._prepared(rows, plan, states, cached)
+
+    def _plan(self, rows: SourceRows, stored_offset: dict[int, int | None]) -> _ReadPlan:
+        """What a batch reads, given its partitions' stored offsets: replays (at or below them) and fresh rows."""
+        keys = self.keys
+        partition, offset = rows.partition.tolist(), rows.offset.tolist()
         n = len(rows)
         last = np.full(self.partitions, -1, dtype=np.int64)
         for p, stored in stored_offset.items():
@@ -138,13 +174,24 @@ class KeyValueFeatureStore(ABC):
         wanted_users = {keys.user(partition[i], user_key(rows.user_id[i])): partition[i] for i in fresh_at}
         merchants = sorted({rows.merchant_id[i] for i in fresh_at})
         names = [self._merchant_keys(m) for m in merchants]
+        parts = sorted(stored_offset)
         own: dict[int, list[str]] = {p: [] for p in parts}
         for k in sorted(wanted_users):
             own[wanted_users[k]].append(k)
         groups: list[tuple[str, list[str]]] = [(keys.txn_tag(p), own[p]) for p in parts]
         groups += [(keys.txn_tag(p), [tx[p] for tx, _ in names]) for p in range(self.partitions)]
         groups += [(keys.label_tag(p), [fr[p] for _, fr in names]) for p in range(self.label_partitions)]
-        states, cached = self._fetch(groups, replays, seen_keys)
+        return _ReadPlan(stored_offset, replayed, replay_at, fresh_at, seen_keys, groups, replays)
+
+    def _prepared(
+        self, rows: SourceRows, plan: _ReadPlan, states: dict[str, bytes], cached: dict[str, list[bytes | None]]
+    ) -> PreparedBatch:
+        """The folds over a batch's fresh rows with the states read, the replays' cached outputs, the writes."""
+        keys = self.keys
+        partition, offset = rows.partition.tolist(), rows.offset.tolist()
+        n = len(rows)
+        replayed, replay_at, fresh_at, seen_keys = plan.replayed, plan.replay_at, plan.fresh_at, plan.seen_keys
+        stored_offset = plan.stored_offset
         vectors = np.full((n, len(FEATURE_NAMES)), np.nan)
         late = np.zeros(n, dtype=bool)
         outputs: list[bytes | None] = [None] * n
@@ -303,7 +350,7 @@ class KeyValueFeatureStore(ABC):
                 fkeys[r.partition].add(keys.merchant_fraud(r.partition, _merchant(r)))
         label_offsets = self._offsets({keys.label_tag(p): keys.label_offset(p) for p in parts})
         stored = {p: label_offsets[keys.label_tag(p)] for p in parts}
-        states, _ = self._fetch([(keys.label_tag(p), sorted(fkeys[p])) for p in parts], {})
+        states, _, _ = self._fetch([(keys.label_tag(p), sorted(fkeys[p])) for p in parts], {})
         frauds = {key: _fraud(value) for key, value in states.items()}
         writes: dict[int, PartitionWrite] = {}
         applied = 0
@@ -361,11 +408,18 @@ class KeyValueFeatureStore(ABC):
         return found
 
     def _fetch(
-        self, groups: list[tuple[str, list[str]]], hash_fields: dict[str, list[int]], uncached: Sequence[str] = ()
-    ) -> tuple[dict[str, bytes], dict[str, list[bytes | None]]]:
+        self,
+        groups: list[tuple[str, list[str]]],
+        hash_fields: dict[str, list[int]],
+        uncached: Sequence[str] = (),
+        offset_keys: dict[str, str] | None = None,
+    ) -> tuple[dict[str, bytes], dict[str, list[bytes | None]], dict[str, int | None] | None]:
         """The stored bytes (b'' when absent) of every (tag, keys) group, reading the backend only for cache misses,
-        and of the `uncached` keys (read every time, never cached: the seen-transaction keys), in one round trip.
+        and of the `uncached` keys (read every time, never cached: the seen-transaction keys), with the misses'
+        TTLs, in one round trip.
 
+        With `offset_keys` (tag -> offset key) the same round trip reads the stored offsets too and returns them;
+        records are cached only for the tags whose offset is still the cache's (the caller retries the others).
         Records stay bytes: the compiled folds decode and encode them, so nothing is decoded per key in Python.
         """
         now = self.monotonic()
@@ -375,22 +429,27 @@ class KeyValueFeatureStore(ABC):
             hits, missing = self.cache.lookup(tag, group_keys, now)
             found.update(hits)  # type: ignore[arg-type]
             misses += [(tag, key) for key in missing]
-        if not misses and not hash_fields and not uncached:
-            return found, {}
-        values, fields = self._load([key for _, key in misses] + list(uncached), hash_fields)
+        offset_names = list(offset_keys.values()) if offset_keys is not None else []
+        if not misses and not hash_fields and not uncached and not offset_names:
+            return found, {}, None
+        miss_names = [key for _, key in misses]
+        values, ttls, fields = self._load_with_ttls(offset_names + miss_names + list(uncached), miss_names, hash_fields)
+        offsets = None
+        if offset_keys is not None:
+            offsets = {tag: _as_offset(v) for tag, v in zip(offset_keys, values, strict=False)}
+            values = values[len(offset_names) :]
+            moved = {tag for tag, version in offsets.items() if self.cache.versions([tag]) != {tag: version}}
+            if moved:  # another writer: nothing read now is cached; the caller plans again on the offsets found
+                return found, fields, offsets
         found.update((key, value or b"") for key, value in zip(uncached, values[len(misses) :], strict=True))
-        values = values[: len(misses)]
-        present = [key for (_, key), value in zip(misses, values, strict=True) if value is not None]
-        expiry = dict(zip(present, self._ttls(present), strict=True)) if present else {}
         fresh: dict[str, dict[str, tuple[object, float]]] = {}
-        for (tag, key), value in zip(misses, values, strict=True):
-            record = b"" if value is None else value
-            found[key] = record
-            until = NEVER if value is None else now + expiry[key] - EXPIRY_MARGIN_S
-            fresh.setdefault(tag, {})[key] = (record, until)
+        for (tag, key), value, ttl in zip(misses, values[: len(misses)], ttls, strict=True):
+            found[key] = b"" if value is None else value
+            until = NEVER if value is None else now + ttl - EXPIRY_MARGIN_S
+            fresh.setdefault(tag, {})[key] = (found[key], until)
         for tag, records in fresh.items():
             self.cache.store(tag, records)
-        return found, fields
+        return found, fields, offsets
 
     def _commit_cached(self, commits: list[tuple[str, Commit]]) -> None:
         """Commit, then move each written partition's cached records to its new offset (all dropped on failure)."""

@@ -64,6 +64,11 @@ class _KnownFields:
     fields: deque[int]
 
 
+def _ttl_s(ms: int) -> float:
+    """A PTTL reply in seconds: -1 no expiry (inf), -2 gone (0: never served from the cache)."""
+    return math.inf if ms == -1 else max(int(ms), 0) / 1000.0
+
+
 def _tag(key: str) -> str:
     start = key.index("{")
     return key[start : key.index("}", start) + 1]
@@ -96,22 +101,31 @@ class RedisFeatureStore(KeyValueFeatureStore):
     def _load(
         self, keys: list[str], hash_fields: dict[str, list[int]]
     ) -> tuple[list[bytes | None], dict[str, list[bytes | None]]]:
-        hashes = [(k, f) for k, f in hash_fields.items() if f]
-        if self._one_mget and not hashes and keys:  # the scoring API's peek: one command, no pipeline
+        if self._one_mget and keys and not any(hash_fields.values()):  # the scoring API's peek: one command
             try:
-                return list(self.client.execute_command("MGET", *keys)), {}  # type: ignore[no-untyped-call]
+                return list(self.client.execute_command("MGET", *keys)), {k: [] for k in hash_fields}  # type: ignore[no-untyped-call]
             except redis.RedisError as exc:
                 message = f"Redis read failed ({type(exc).__name__}: {exc}); retry when Redis is back"
                 raise StateStoreError(message) from exc
+        values, _, fields = self._load_with_ttls(keys, [], hash_fields)
+        return values, fields
+
+    def _load_with_ttls(
+        self, keys: list[str], ttl_keys: list[str], hash_fields: dict[str, list[int]]
+    ) -> tuple[list[bytes | None], list[float], dict[str, list[bytes | None]]]:
+        """One pipeline: one MGET (one per slot on a cluster), a PTTL per `ttl_keys` key, an HMGET per hash."""
         by_tag: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             by_tag["" if self._one_mget else _tag(key)].append(key)
+        hashes = [(k, f) for k, f in hash_fields.items() if f]
         try:
             pipe = self.client.pipeline(transaction=False)
             for group in by_tag.values():
                 # one slot per call; execute_command, because redis-py refuses pipe.mget on a RedisCluster though one
                 # slot is safe (its pipeline routes the command to the slot of its keys)
                 pipe.execute_command("MGET", *group)  # type: ignore[no-untyped-call]
+            for key in ttl_keys:
+                pipe.pttl(key)
             for key, wanted in hashes:
                 pipe.hmget(key, [str(f) for f in wanted])
             replies = pipe.execute()
@@ -120,14 +134,17 @@ class RedisFeatureStore(KeyValueFeatureStore):
         found: dict[str, bytes | None] = {}
         for group, reply in zip(by_tag.values(), replies, strict=False):
             found.update(zip(group, reply, strict=True))
+        at = len(by_tag)
+        ttls = [_ttl_s(ms) for ms in replies[at : at + len(ttl_keys)]]
+        at += len(ttl_keys)
         fields: dict[str, list[bytes | None]] = {k: [] for k in hash_fields}
         seal = self.output_seal
-        for (key, wanted), reply in zip(hashes, replies[len(by_tag) :], strict=True):
+        for (key, wanted), reply in zip(hashes, replies[at:], strict=True):
             if seal is None:
                 fields[key] = list(reply)
             else:
                 fields[key] = [None if v is None else seal.open(key, f, v) for f, v in zip(wanted, reply, strict=True)]
-        return [found[k] for k in keys], fields
+        return [found[k] for k in keys], ttls, fields
 
     def _commit(self, commits: list[Commit]) -> None:
         plans = [self._prune_plan(c) for c in commits]
@@ -196,8 +213,7 @@ class RedisFeatureStore(KeyValueFeatureStore):
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise StateStoreError(f"Redis read failed ({type(exc).__name__}: {exc}); retry when Redis is back") from exc
-        # PTTL: -1 no expiry, -2 gone (read as 0: never served from the cache)
-        return [math.inf if ms == -1 else max(int(ms), 0) / 1000.0 for ms in replies]
+        return [_ttl_s(ms) for ms in replies]
 
     def _sizes(self, pattern: str, limit: int) -> list[int]:
         try:

@@ -204,3 +204,44 @@ def test_a_transaction_id_applied_before_is_a_duplicate(store_factory: StoreFact
     state = store.user_state("u1")
     assert state is not None and state.n_total == 4 and store.counters["duplicate_events"] == 1
     assert store.prepare_batch(resent).replayed.all()  # the offset guard still sees a replay, not a duplicate
+
+
+def _count_reads(store: KeyValueFeatureStore) -> list[int]:
+    """Count the store's reads of the backend (each one round trip on Redis): offsets alone, or records (with the
+    offsets or not)."""
+    reads = [0]
+    offsets, load_ttls = store._offsets, store._load_with_ttls
+
+    def counted_offsets(*args: object) -> object:
+        reads[0] += 1
+        return offsets(*args)  # type: ignore[arg-type]
+
+    def counted_load_ttls(*args: object) -> object:
+        reads[0] += 1
+        return load_ttls(*args)  # type: ignore[arg-type]
+
+    store._offsets = counted_offsets  # type: ignore[method-assign,assignment]
+    store._load_with_ttls = counted_load_ttls  # type: ignore[method-assign,assignment]
+    return reads
+
+
+def test_a_batch_reads_offsets_and_records_in_one_round_trip_while_no_one_else_writes(
+    store_factory: StoreFactory,
+) -> None:
+    store = store_factory()
+    store.commit_batch(store.prepare_batch(records(0, 0, 3)), [b"a", b"b", b"c"])
+    reads = _count_reads(store)
+    batch = store.prepare_batch(records(0, 3, 3))
+    assert reads[0] == 1  # offsets as the cache expects them: no second read
+    assert batch.vectors[:, FEATURE_INDEX["count_1d"]].tolist() == [4.0, 5.0, 6.0]
+
+
+def test_a_partition_moved_by_another_writer_is_read_again_before_folding(store_factory: StoreFactory) -> None:
+    ours, theirs = store_factory(), store_factory()  # two writers of one backend (one namespace)
+    ours.commit_batch(ours.prepare_batch(records(0, 0, 3)), [b"a", b"b", b"c"])
+    theirs.commit_batch(theirs.prepare_batch(records(0, 3, 2)), [b"d", b"e"])  # the partition moved past our cache
+    reads = _count_reads(ours)
+    batch = ours.prepare_batch(records(0, 5, 1))
+    assert reads[0] >= 2  # the first read found the offset moved: planned again on it
+    assert batch.vectors[0, FEATURE_INDEX["count_1d"]] == 6.0  # their two events counted, not a stale cached state
+    assert not batch.replayed.any()
