@@ -89,7 +89,8 @@ def run(base: Settings, device: str, events: int, tolerance: float, workdir: Pat
     runs: dict[str, Settings] = {}
     for tag, chosen in (("cpu", "cpu"), ("other", device)):
         name = f"parity-{run_id}-{tag}"
-        topics = {k: f"{name}.{k}" for k in ("dlq", "alerts", "scores", "labels", "late")} | {"transactions": source}
+        kinds = ("dlq", "alerts", "scores", "labels", "late", "drift")
+        topics = {k: f"{name}.{k}" for k in kinds} | {"transactions": source}
         runs[tag] = base.with_overrides(
             topics={**topics, "partitions": 1}, redis={"namespace": f"p{run_id}{tag}"},
             streamer={"consumer_group": name, "transactional_id": name, "web_port": free_port(), "metrics_port": 0,

@@ -43,7 +43,7 @@ class E2EContext:
 
     def isolated(self, tag: str, transactions: str | None = None, guarantee: str | None = None) -> Settings:
         name = f"bench-{self.run_id}-{tag}"
-        topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+        topics = {k: f"{name}.{k}" for k in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
         if transactions is not None:
             topics["transactions"] = transactions
         settings = self.base.with_overrides(

@@ -61,7 +61,7 @@ def publish(settings: Settings, txns: list[Transaction], rate: float | None) -> 
 
 def isolated(base: Settings, registry: Path, engine: str) -> Settings:
     name = f"bench-{engine}-{uuid.uuid4().hex[:8]}"
-    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     return base.with_overrides(
         topics=topics,
         redis={"namespace": name},

@@ -100,7 +100,7 @@ def run_count(base: Settings, workers: int, events: int, partitions: int, regist
     from fraudstream.settings_env import settings_env
 
     name = f"scale-{workers}w-{uuid.uuid4().hex[:6]}"
-    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     settings = base.with_overrides(
         topics={**topics, "partitions": partitions, "replication_factor": 3},
         redis={"namespace": name},

@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def isolated_settings(stack: Settings, name: str, registry: Path, **streamer: Any) -> Settings:
     """Own topics, consumer group, Redis namespace, registry and web port for one test."""
-    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {key: f"{name}.{key}" for key in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     return stack.with_overrides(
         topics={**topics, "partitions": 4},
         redis={"namespace": f"f{uuid.uuid4().hex[:12]}"},

@@ -64,7 +64,7 @@ def _scores(settings: Settings) -> list[dict[str, object]]:
 def test_demo_stops_on_ctrl_c_within_2_s_and_prints_the_true_quality_figures(
     stack_settings: Settings, unique_name: str, tmp_path: Path
 ) -> None:
-    topics = {t: f"{unique_name}-{t}" for t in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {t: f"{unique_name}-{t}" for t in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     settings = stack_settings.with_overrides(topics={**topics, "partitions": 2},
                                              registry={"path": str(tmp_path / "registry")})
     env = env_for(settings)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _own(stack_settings: Settings, name: str, partitions: int = 2) -> Settings:
-    topics = {t: f"{name}-{t}" for t in ("transactions", "dlq", "alerts", "scores", "labels", "late")}
+    topics = {t: f"{name}-{t}" for t in ("transactions", "dlq", "alerts", "scores", "labels", "late", "drift")}
     settings = stack_settings.with_overrides(
         topics={**topics, "partitions": partitions}, redis={"namespace": name[-30:]},
         streamer={"consumer_group": f"{name}-group"},
