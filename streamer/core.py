@@ -262,7 +262,8 @@ class StreamProcessor:
         scores = self._score(model, vectors, scored, timings, policy)
         scorer, threshold = policy.scorer, float(policy.threshold)
         alerted = scores >= threshold
-        self.drift.observe(model, scorer, rows.columns.ts[scored], scores, alerted, vectors, scored)
+        self.drift.observe(model, scorer, rows.columns.ts[scored], scores, alerted, vectors, scored,
+                           source.partition[scored])  # fmt: skip
         cached: list[bytes | None] = [None] * n
         scored_at = scored.tolist()
         values = score_values(

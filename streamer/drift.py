@@ -182,9 +182,12 @@ class _Hour:
 class HourlyDrift:
     """Per-hour histograms, alert and verdict counts of one worker, fed per batch, closed by event time.
 
-    An hour [h, h + 1 h) closes once an event later than its end plus `close_after_s` (the grace period: later
-    events of it are routed to the late topic, never scored) has been observed. `feature_columns` gives the column
-    of the batch's vectors that holds each reference feature.
+    An hour [h, h + 1 h) closes once the watermark passes its end plus `close_after_s` (the grace period: later
+    events of a user are routed to the late topic, never scored). The watermark is the smallest, over the partitions
+    seen, of each partition's latest event time (partitions may run apart in event time: the kafka engine's
+    alignment allows up to the label delay); an event of an hour already closed is not counted, only reported in
+    the next record (`after_close`). `feature_columns` gives the column of the batch's vectors that holds each
+    reference feature.
 
     >>> ref = DriftReference({"mlp": BinnedReference.fit("mlp", np.linspace(0, 1, 100), 4)}, (), 100)
     >>> watch = HourlyDrift(ref, "mlp", (), threshold=0.2, close_after_s=0)
@@ -204,6 +207,9 @@ class HourlyDrift:
     min_events: int = 1
     hours: dict[int, _Hour] = field(default_factory=dict)
     watermark_s: float = -math.inf
+    latest_s: dict[int, float] = field(default_factory=dict)  # partition -> its latest event time
+    open_from: int | None = None  # the start of the oldest hour not closed yet (None: none closed)
+    after_close: int = 0
 
     def __post_init__(self) -> None:
         self._score_ref = self.reference.scores[self.scorer]
@@ -225,9 +231,20 @@ class HourlyDrift:
         alerted: np.ndarray,
         vectors: np.ndarray,
         rows: np.ndarray | None = None,
+        partitions: np.ndarray | None = None,
     ) -> None:
         """One batch of scored events: event times (epoch s), scores, alert flags, and their feature vectors
-        (`vectors[rows]` when rows is given: the scored rows of the batch's matrix, without copying all of it)."""
+        (`vectors[rows]` when rows is given: the scored rows of the batch's matrix, without copying all of it), and
+        the partition of each (None: one partition)."""
+        if len(ts_s) == 0:
+            return
+        ts_s = np.asarray(ts_s, dtype=np.int64)
+        self._advance(ts_s, partitions)
+        if self.open_from is not None and int(ts_s.min()) < self.open_from:
+            keep = ts_s >= self.open_from
+            self.after_close += int(np.count_nonzero(~keep))
+            picked = np.arange(len(vectors)) if rows is None else np.asarray(rows, dtype=np.intp)
+            ts_s, scores, alerted, rows = ts_s[keep], np.asarray(scores)[keep], np.asarray(alerted)[keep], picked[keep]
         n = len(ts_s)
         if n == 0:
             return
@@ -252,21 +269,33 @@ class HourlyDrift:
                 hour.features += feature_counts[i]
             hour.events += int(events[i])
             hour.alerts += int(alerts[i])
-        self.watermark_s = max(self.watermark_s, float(np.max(ts_s)))
+
+    def _advance(self, ts_s: np.ndarray, partitions: np.ndarray | None) -> None:
+        if partitions is None:
+            self.latest_s[0] = max(self.latest_s.get(0, -math.inf), float(ts_s.max()))
+        else:
+            parts, at = np.unique(np.asarray(partitions, dtype=np.int64), return_inverse=True)
+            latest = np.full(len(parts), np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(latest, at, ts_s)
+            for p, t in zip(parts.tolist(), latest.tolist(), strict=True):  # the batch's partitions, not its events
+                self.latest_s[p] = max(self.latest_s.get(p, -math.inf), float(t))
+        self.watermark_s = min(self.latest_s.values())
 
     def observe_verdicts(self, is_fraud: np.ndarray, labelled_at_s: np.ndarray) -> None:
-        """Analysts' verdicts as they arrive: counted in the hour the stream is in (its latest event time), or in
-        the verdict's own hour before any event was seen."""
+        """Analysts' verdicts as they arrive: counted in the hour the stream is in (its watermark; the oldest open
+        hour if that one is closed), or in the verdict's own hour before any event was seen."""
         if len(is_fraud) == 0:
             return
         at = self.watermark_s if math.isfinite(self.watermark_s) else float(np.max(labelled_at_s))
-        hour = self._hour(int(at) // HOUR_S * HOUR_S)
+        hour = self._hour(max(int(at) // HOUR_S * HOUR_S, self.open_from or -HOUR_S))
         hour.verdicts += len(is_fraud)
         hour.frauds += int(np.count_nonzero(is_fraud))
 
     def close(self, every: bool = False) -> list[dict[str, Any]]:
         """The records of every hour that can no longer change (every: of all hours), oldest first; forgets them."""
         done = sorted(h for h in self.hours if every or h + HOUR_S + self.close_after_s <= self.watermark_s)
+        if done:
+            self.open_from = max(done[-1] + HOUR_S, self.open_from or done[-1] + HOUR_S)
         return [self._record(h, self.hours.pop(h)) for h in done]
 
     def _record(self, start: int, hour: _Hour) -> dict[str, Any]:
@@ -293,7 +322,12 @@ class HourlyDrift:
             "psi_threshold": self.threshold,
             "crossed": crossed,
             "retrain": bool(crossed) and hour.events >= self.min_events,
+            "after_close": self._take_after_close(),
         }
+
+    def _take_after_close(self) -> int:
+        count, self.after_close = self.after_close, 0
+        return count
 
 
 def _finite(value: float) -> float | None:

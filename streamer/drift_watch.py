@@ -92,11 +92,13 @@ class DriftWatch:
         alerted: np.ndarray,
         vectors: np.ndarray,
         rows: np.ndarray,
+        partitions: np.ndarray | None = None,
     ) -> None:
-        """The batch's scored events: event times (epoch s), scores, alert flags; `vectors[rows]` their features."""
+        """The batch's scored events: event times (epoch s), scores, alert flags, partitions; `vectors[rows]` their
+        features."""
         hours = self._watch(model, scorer)
         if hours is not None and len(ts_s):
-            hours.observe(ts_s, scores, alerted, vectors, rows)
+            hours.observe(ts_s, scores, alerted, vectors, rows, partitions)
 
     def verdicts(self, labels: Sequence[LabelRecord]) -> None:
         """The batch's labels: the analysts' verdicts count toward precision."""

@@ -129,6 +129,21 @@ def test_a_shifted_hour_asks_for_retraining_only_with_enough_events() -> None:
         assert record["retrain"] is expect
 
 
+def test_the_slowest_partition_holds_the_hours_open_and_a_closed_hour_is_never_reopened() -> None:
+    watch = _watch(close_after_s=0)
+    one = (np.array([False]), np.zeros((1, 2)))
+    watch.observe(np.array([10, 2 * HOUR_S + 10]), np.array([0.5, 0.5]), np.array([False, False]), np.zeros((2, 2)),
+                  partitions=np.array([0, 1]))  # fmt: skip
+    assert watch.close() == []  # partition 0 is still in hour 0
+    watch.observe(np.array([HOUR_S + 20]), np.array([0.5]), *one, partitions=np.array([0]))
+    assert [r["hour_start_unix"] for r in watch.close()] == [0]
+    watch.observe(np.array([30, 2 * HOUR_S + 40]), np.array([0.5, 0.5]), np.array([False, False]), np.zeros((2, 2)),
+                  partitions=np.array([1, 0]))  # fmt: skip
+    (second,) = watch.close()
+    assert (second["hour_start_unix"], second["events"], second["after_close"]) == (HOUR_S, 1, 1)
+    assert sorted(watch.hours) == [2 * HOUR_S]
+
+
 def test_verdicts_count_in_the_hour_the_stream_is_in() -> None:
     watch = _watch(close_after_s=0)
     watch.observe(np.array([100, 200]), np.array([0.9, 0.1]), np.array([True, False]), np.zeros((2, 2)))
