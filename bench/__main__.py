@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "stages" in args.sections:
             from bench import stages
 
-            say("stages: fold, validation, state round trip, scoring, offline features, alert explanations")
+            say("stages: fold, validation, state round trip, scoring, offline features, alert explanations, drift")
             result["stages"] = {
                 "fold": stages.fold(traffic),
                 "validation": stages.validation(traffic),
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "scoring": stages.scoring(registry, (1, 256, 4096) if args.quick else stages.SCORING_SIZES),
                 "offline_features": stages.offline_features(traffic.iloc[: 20_000 if args.quick else 100_000]),
                 "explanations": stages.explanations(registry),
+                "drift": stages.drift(),
             }
         if "e2e" in args.sections:
             from bench.e2e import E2EContext, run_e2e

@@ -132,6 +132,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines += scoring_lines(stages["scoring"])
         f = stages["offline_features"]
         lines += [f"Offline feature building: {f['rows']:,} rows in {f['seconds']} s = {f['rows_per_s']:,} rows/s.", ""]
+        dr = stages.get("drift")
+        if dr:
+            core = f" ({dr['us_per_event'] / fo['core_us_per_event']:.1%} of the core's)" if fo else ""
+            lines += [f"Drift watch (streamer/drift.py: score and {dr['features']} feature histograms, {dr['bins']} "
+                      f"bins, per-hour counts), batch {dr['batch']}: {dr['us_per_event']} us/event{core}, "
+                      f"{dr['us_per_batch']} us/batch.", ""]
         ex = stages.get("explanations")
         if ex:
             lines += ["Alert explanations (the scorer's attributions, alerted rows only; models/attribution.py):", ""]

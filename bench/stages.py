@@ -255,6 +255,33 @@ def fold(frame: pd.DataFrame, batch: int = 2000) -> dict[str, Any]:
             "core_us_per_event": _core_cost(frame, batch)}
 
 
+def drift(batch: int = 2000, features: int = 5, bins: int = 10) -> dict[str, Any]:
+    """The drift watch's cost per event (streamer/drift.py HourlyDrift.observe + close on one batch of scored events
+    from 6 partitions over two hours: the score and `features` feature histograms), against a reference of the
+    default shape."""
+    from features.spec import FEATURE_NAMES
+    from streamer.drift import HOUR_S, HourlyDrift, build_reference
+
+    rng = np.random.default_rng(0)
+    names = list(FEATURE_NAMES)
+    X = rng.lognormal(0.0, 1.0, size=(20_000, len(names)))
+    ref = build_reference({"mlp": rng.uniform(0, 1, 20_000)}, X, names, rng.random(len(names)), features, bins)
+    columns = [names.index(f.name) for f in ref.features]
+    vectors, scores = X[:batch], rng.uniform(0, 1, batch)
+    alerted, parts = scores > 0.99, rng.integers(0, 6, batch)
+    ts = np.sort(rng.integers(0, 2 * HOUR_S, batch)) + 1_700_000_000
+    rows = np.arange(batch)
+    watch = HourlyDrift(ref, "mlp", columns, 0.2, 3600.0)
+
+    def one() -> None:
+        watch.observe(ts, scores, alerted, vectors, rows, parts)
+        watch.close()
+
+    seconds = _best_of(one, 50)
+    return {"batch": batch, "features": len(ref.features), "bins": bins,
+            "us_per_event": round(seconds / batch * 1e6, 3), "us_per_batch": round(seconds * 1e6, 1)}
+
+
 def _core_cost(frame: pd.DataFrame, batch: int, batches: int = 5) -> float:
     """StreamProcessor.process per event (decode, state, fold, score, outputs) on the in-memory store: one batch
     to warm up, then `batches` timed."""
