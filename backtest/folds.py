@@ -96,7 +96,7 @@ class FoldTrainer:
     def train(self, w: FoldWindow) -> FoldModel:
         """Train on the fold's training window, pick its threshold, publish it; `model` is left for the caller."""
         from training.evaluation import metrics
-        from training.pipeline import build_bundle, fit_fold
+        from training.pipeline import build_bundle, drift_reference, fit_fold
 
         assert w.train_start is not None and w.train_end is not None
         cfg, data = self.cfg, self.data
@@ -116,6 +116,8 @@ class FoldTrainer:
             fitted, data, {"mlp": threshold, "blend": threshold, cfg.stack_scorer_model: threshold}, cfg, self.spec
         )
         bundle.blend_mlp_weight = self.blend_mlp_weight
+        served = cfg.model_copy(update={"blend_mlp_weight": self.blend_mlp_weight})
+        bundle.drift_reference = drift_reference(fitted, data, train_idx, bundle, served)
         version = self.registry.publish(
             bundle,
             metrics={"average_precision": in_sample["average_precision"], "in_sample": True},

@@ -105,7 +105,11 @@ def run_backtest(
         "replay_s": stats.seconds,
         "total_s": time.perf_counter() - began,
     }
-    written = write_report(opts.report_dir, table, report)
+    from backtest.drift_days import references_of
+
+    references = references_of([prep.model(k) for k in range(len(prep.windows))], report["run"]["scorer"] or "mlp")
+    written = write_report(opts.report_dir, table, report, drift_references=references,
+                           psi_threshold=settings.drift.psi_threshold)  # fmt: skip
     return report, written
 
 

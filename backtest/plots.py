@@ -67,6 +67,27 @@ def write_plots(scores: pd.DataFrame, days: pd.DataFrame, folder: Path, k: int =
     return written
 
 
+def write_drift_plot(drift: pd.DataFrame, folder: Path, psi_threshold: float) -> list[Path]:
+    """PSI of the scores against the training reference and the alert rate, per day (backtest/drift_days.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if drift.empty:
+        return []
+    fig, (psi_ax, rate_ax) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True)
+    psi_ax.plot(drift.index, drift["psi_score"], marker=".", color="tab:purple", label="PSI of the scores")
+    psi_ax.axhline(psi_threshold, color="tab:red", linestyle="--", label=f"threshold {psi_threshold:g} (retrain)")
+    psi_ax.set(title="Score drift per day against the training reference", ylabel="PSI", ylim=(0, None))
+    psi_ax.legend()
+    rate_ax.plot(drift.index, drift["alert_rate"], marker=".", color="tab:orange", label="alerts / scored")
+    rate_ax.set(title="Alert rate per day", ylabel="alert rate", ylim=(0, None))
+    rate_ax.legend()
+    fig.autofmt_xdate()
+    return [_save(fig, folder / "drift_per_day.png")]
+
+
 def _save(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 

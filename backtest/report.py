@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,29 @@ def markdown(report: dict[str, Any]) -> str:
         "![card precision per day](card_precision_per_day.png)",
         "![score distribution](score_distribution.png)",
         "",
+        *_drift_lines(report),
     ]
     return "\n".join(lines)
+
+
+def _drift_lines(report: dict[str, Any]) -> list[str]:
+    d = report.get("drift")
+    if not d or not d.get("days"):
+        return []
+    if not d.get("days_with_reference"):
+        return ["## Drift", "", "The models scored here carry no drift reference (published before drift was "
+                "watched): no PSI; the alert rate per day is in drift_daily.csv.", ""]  # fmt: skip
+    psi_max = "-" if d.get("psi_max") is None else f"{d['psi_max']:.3f}"
+    return [
+        "## Drift",
+        "",
+        f"PSI of each day's scores against the training reference of the model that scored them, and the alert rate "
+        f"(drift_daily.csv): {d['days_over_threshold']} of {d['days_with_reference']} days above the threshold "
+        f"{d['psi_threshold']:g} (max {psi_max}); the stream checks the same per hour (README \"Drift\").",
+        "",
+        "![drift per day](drift_per_day.png)",
+        "",
+    ]
 
 
 def _book_lines(report: dict[str, Any]) -> list[str]:
@@ -227,9 +249,19 @@ def _row(name: str, window: str, m: dict[str, Any]) -> str:
     return f"| {name} | {window} | {int(m.get('n', 0)):,} | {int(m.get('n_fraud', 0)):,} | " + " | ".join(cells) + " |"
 
 
-def write_report(folder: Path, scores: pd.DataFrame, report: dict[str, Any], k: int = 100) -> list[Path]:
-    """Write every file of the report; returns their paths."""
-    from backtest.plots import write_plots
+def write_report(
+    folder: Path,
+    scores: pd.DataFrame,
+    report: dict[str, Any],
+    k: int = 100,
+    *,
+    drift_references: Mapping[str, Any] | None = None,
+    psi_threshold: float = 0.2,
+) -> list[Path]:
+    """Write every file of the report; returns their paths. drift_references: version -> DriftReference, for the
+    PSI per day (backtest/drift_days.py)."""
+    from backtest.drift_days import daily_drift
+    from backtest.plots import write_drift_plot, write_plots
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "scores.parquet"
@@ -238,6 +270,13 @@ def write_report(folder: Path, scores: pd.DataFrame, report: dict[str, Any], k: 
     days.to_csv(folder / "daily.csv")
     written = [path, folder / "daily.csv"]
     written += write_plots(scores, days, folder, k)
+    drift = daily_drift(scores, drift_references or {}, str(report.get("run", {}).get("scorer") or "mlp"))
+    drift.to_csv(folder / "drift_daily.csv")
+    written += [folder / "drift_daily.csv", *write_drift_plot(drift, folder, psi_threshold)]
+    watched = drift["psi_score"].notna() if len(drift) else pd.Series(dtype=bool)
+    report["drift"] = {"psi_threshold": psi_threshold, "days": len(drift), "days_with_reference": int(watched.sum()),
+                       "days_over_threshold": int((drift.loc[watched, "psi_score"] > psi_threshold).sum()),
+                       "psi_max": float(drift["psi_score"].max()) if watched.any() else None}  # fmt: skip
     (folder / "report.json").write_text(json.dumps(clean(report), indent=2, default=str) + "\n")
     (folder / "report.md").write_text(markdown(clean(report)))
     return [*written, folder / "report.json", folder / "report.md"]
