@@ -74,3 +74,30 @@ def test_a_shifted_amount_distribution_crosses_the_psi_threshold(
     assert all(r["retrain"] and r["psi_features"]["amount"] > 0.2 and r["psi_score"] > 0.2 for r in shifted), shifted
     assert all(r["retrain_command"].startswith("fraudstream train --from-topics --start ") for r in shifted)
     assert sum("drift: hour 2024-03-01T08:00" in line for line in err.splitlines()) == 1, err[-3000:]
+
+
+def test_the_faust_engine_exports_the_same_drift(stack_settings: Settings, unique_name: str, tmp_path: Path) -> None:
+    from fraudstream.infra.topics import ensure_topics
+    from tests.faust_support import isolated_settings as faust_settings
+    from tests.faust_support import start_worker
+
+    version, _reference = publish_watched_tiny_model(tmp_path / "registry")
+    settings = faust_settings(stack_settings, unique_name, tmp_path / "registry").with_overrides(
+        drift={"min_hour_events": 100}
+    )
+    ensure_topics(settings)
+    publish(settings, transactions_of(hourly_frame(7, shift_from_hour=8)))
+    worker = start_worker(settings, tmp_path / "faust.log")
+    try:
+        port = worker.web_port  # faust's web server serves /metrics
+        wait_until(lambda: (_gauge(_metrics(port), "fraudstream_drift_hours_total") or 0) >= 10, 240, "10 hours")
+        text = _metrics(port)
+        assert _gauge(text, "fraudstream_drift_watched") == 1.0
+        assert (_gauge(text, "fraudstream_drift_retrain_hours_total") or 0) >= 2
+    finally:
+        worker.stop()
+    records = sorted((json.loads(m.value()) for m in read_all(settings, settings.topics.drift)),
+                     key=lambda r: r["hour_start_unix"])  # fmt: skip
+    assert [r["hour"][11:13] for r in records] == [f"{h:02d}" for h in range(10)], records
+    assert [r["retrain"] for r in records[2:]] == [False] * 6 + [True] * 2
+    assert all(r["model_version"] == version for r in records)
