@@ -61,3 +61,12 @@ def test_without_a_reference_the_report_says_so() -> None:
     lines = _drift_lines({"drift": {"days": 6, "days_with_reference": 6, "days_over_threshold": 2, "psi_max": 0.9,
                                     "psi_threshold": 0.2}})
     assert "2 of 6 days above the threshold 0.2 (max 0.900)" in " ".join(lines)
+
+
+def test_the_module_examples_run() -> None:
+    import doctest
+
+    import backtest.drift_days
+
+    result = doctest.testmod(backtest.drift_days)
+    assert result.attempted >= 4 and result.failed == 0
