@@ -19,6 +19,18 @@ def kernel(fn: F) -> F:
     return cast(F, numba.njit(cache=True, nogil=True)(fn))
 
 
+def numeric_kernel(fn: F) -> F:
+    """Like `kernel`, with NumPy's float semantics (a division by zero gives inf or nan instead of raising), which
+    spares arithmetic-heavy loops a zero check per division."""
+    return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy")(fn))
+
+
+def inline_kernel(fn: F) -> F:
+    """Like `numeric_kernel`, and inlined into the kernels that call it (numba IR inlining): a small helper called
+    per tree node would otherwise pay a call that passes each array argument as a struct."""
+    return cast(F, numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn))
+
+
 def warm() -> float:
     """Compile every feature kernel now (or load it from numba's cache); returns the seconds it took.
 

@@ -9,8 +9,9 @@ preprocessed space the models see) and `base` (n,), with `base + values.sum(axis
   with the completeness residual (how far the Riemann sum is from logit(x) - logit(baseline); reported as
   `residual`) spread over the features in proportion to |attribution|; then into probability space through the
   output sigmoid by DeepLIFT's rescale rule (each attribution times (p(x) - p(b)) / (logit(x) - logit(b))).
-- Tree models (random forest, decision tree, gradient boosting): TreeSHAP (the `shap` package, path-dependent,
-  exact); a log-odds model's values are rescaled into probability space the same way.
+- Tree models: TreeSHAP (path-dependent, exact): compiled here for a random forest, extra trees or decision tree
+  (models/tree_kernels.py, equal to the `shap` package's values to float rounding), the `shap` package for
+  gradient boosting, whose log-odds values are rescaled into probability space the same way.
 - Any other fitted classifier (the stack's SVM and scikit-learn MLP base learners): baseline Shapley values sampled
   over `permutations` fixed feature orders. Each order telescopes from f(baseline) to f(x), so the sum is exact for
   any model whatever the number of orders (only the split between features is an estimate).
@@ -217,10 +218,16 @@ class ModelExplainer:
         self._trees: dict[int, Any] = {}
 
     def _tree(self, model: Any, Z: np.ndarray) -> Attribution:
+        from models.tree_kernels import FlatForest
+
         key = id(model)
         if key not in self._trees:
-            self._trees[key] = tree_explainer(model)
-        return to_probability(tree_shap(model, Z, self._trees[key]))
+            self._trees[key] = FlatForest.of(model) if FlatForest.supports(model) else tree_explainer(model)
+        explainer = self._trees[key]
+        if isinstance(explainer, FlatForest):
+            values, base = explainer.shap(Z)
+            return Attribution(values, base, "probability", "TreeSHAP")
+        return to_probability(tree_shap(model, Z, explainer))
 
     def _single(self, model: Any, Z: np.ndarray) -> Attribution:
         if is_tree_model(model):

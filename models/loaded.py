@@ -29,6 +29,15 @@ class MLPWeights:
     activation: str
 
 
+def _flat_forest(model: Any) -> Any:
+    """models.tree_kernels.FlatForest of a random forest, extra trees or decision tree; None for other models."""
+    if model is None:
+        return None
+    from models.tree_kernels import FlatForest
+
+    return FlatForest.of(model) if FlatForest.supports(model) else None
+
+
 class LoadedModel:
     """Scores batches of feature vectors laid out as `feature_names` (the full input vector of training time).
 
@@ -38,7 +47,9 @@ class LoadedModel:
     exported weights with NumPy; "cuda" builds the same forward pass as an ONNX graph on onnxruntime-gpu's CUDA
     execution provider and routes model calls of at least `gpu_min_batch` rows to it, smaller ones to NumPy;
     "onnx-cpu" runs that graph on onnxruntime's CPU provider the same way (the bench and the tests, which have no
-    GPU). No path imports TensorFlow or Keras; the stack is scored on the CPU on every device.
+    GPU). No path imports TensorFlow or Keras; the stack is scored on the CPU on every device, a random forest, extra
+    trees or decision tree in its slot by compiled code (models/tree_kernels.py: scikit-learn's probabilities bit
+    for bit, without its per-tree overhead).
     """
 
     def __init__(
@@ -67,6 +78,7 @@ class LoadedModel:
         self._mlp = mlp_weights
         self._stack = stack
         self._explainer: Any = None  # models.attribution.ModelExplainer of the stack, built on the first alert
+        self._flat_stack = _flat_forest(stack)  # a forest in the stack slot is scored by compiled code
         self._onnx: Callable[[np.ndarray], np.ndarray] | None = None
         self._onnx_min_rows = int(gpu_min_batch)  # calls of fewer rows stay on NumPy
         self.device = "CPU"
@@ -116,6 +128,8 @@ class LoadedModel:
     def _stack_scores(self, Z: np.ndarray) -> np.ndarray:
         if self._stack is None:
             raise self._missing("stack", "stack", "mlp")
+        if self._flat_stack is not None:
+            return np.asarray(self._flat_stack.predict(Z))  # == predict_proba(Z)[:, 1], bit for bit
         return np.asarray(self._stack.predict_proba(Z)[:, 1], dtype=np.float64)
 
     def score(self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5) -> np.ndarray:
