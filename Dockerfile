@@ -50,7 +50,7 @@ FROM streamer-deps AS streamer
 COPY --from=wheel /wheels /wheels
 # the feature kernels are compiled once here (numba's on-disk cache), so no worker waits for the compiler
 RUN pip install --no-deps /wheels/*.whl && rm -rf /wheels \
-    && python -m features.jit && chmod -R a+rX "$NUMBA_CACHE_DIR"
+    && python -m features.jit && python -m models.tree_kernels && chmod -R a+rX "$NUMBA_CACHE_DIR"
 USER 10001:10001
 EXPOSE 9108
 # live: the process answers on its metrics port (GET /health); /ready is for a load balancer or an orchestrator
@@ -61,7 +61,7 @@ FROM training-deps AS training
 COPY --from=wheel /wheels /wheels
 COPY deploy/demo/train.yaml /app/first-model.yaml
 RUN pip install --no-deps /wheels/*.whl && rm -rf /wheels \
-    && python -m features.jit && chmod -R a+rX "$NUMBA_CACHE_DIR"
+    && python -m features.jit && python -m models.tree_kernels && chmod -R a+rX "$NUMBA_CACHE_DIR"
 USER 10001:10001
 # one-shot jobs (bootstrap, train, backtest): compose waits for them with service_completed_successfully
 HEALTHCHECK NONE

@@ -136,22 +136,25 @@ async def open_loop(url: str, key: str, bodies: list[bytes], rate: float, second
     return list(await lean_open_loop(url, headers, bodies, rate, seconds))
 
 
-async def closed_loop(url: str, key: str, bodies: list[bytes], count: int, in_flight: int) -> float:
-    """`count` requests with `in_flight` at a time (each sent when one returns); returns the seconds taken."""
+async def closed_loop(url: str, key: str, bodies: list[bytes], count: int, in_flight: int) -> tuple[float, int]:
+    """`count` requests with `in_flight` at a time (each sent when one returns); returns the seconds taken and how
+    many answers were alerts (each alert is explained, so the alert share sets much of a request's cost)."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     todo = iter(range(count))
+    alerts = 0
     async with aiohttp.ClientSession(headers=headers) as session:
 
         async def worker() -> None:
+            nonlocal alerts
             for i in todo:
                 async with session.post(url, data=bodies[i % len(bodies)]) as response:
-                    await response.read()
+                    alerts += b'"decision":"alert"' in (await response.read()).replace(b" ", b"")
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))
-        return time.perf_counter() - began
+        return time.perf_counter() - began, alerts
 
 
 def server_cost(server: ApiServer, key: str, bodies: list[bytes], count: int = 1000) -> dict[str, Any]:
@@ -162,12 +165,12 @@ def server_cost(server: ApiServer, key: str, bodies: list[bytes], count: int = 1
     out: dict[str, Any] = {}
     for name, in_flight in (("alone", 1), ("16_in_flight", 16)):
         before = read_cpu_rss(server.process.pid)
-        took = _run_loop(closed_loop(f"{server.url}/v1/score", key, bodies, count, in_flight))
+        took, alerts = _run_loop(closed_loop(f"{server.url}/v1/score", key, bodies, count, in_flight))
         after = read_cpu_rss(server.process.pid)
         if before is None or after is None:
             continue
         out[name] = {"cpu_ms_per_request": round((after[0] - before[0]) / count * 1000, 3),
-                     "requests_per_s": round(count / took, 1)}  # fmt: skip
+                     "requests_per_s": round(count / took, 1), "alert_share": round(alerts / count, 3)}  # fmt: skip
     return out
 
 

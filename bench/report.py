@@ -169,7 +169,9 @@ def markdown(result: dict[str, Any]) -> str:
         if cost:
             lines += ["Server CPU per request, closed loop: " + "; ".join(
                 f"{name.replace('_', ' ')}: {c['cpu_ms_per_request']} ms ({c['requests_per_s']:,.0f} requests/s)"
-                for name, c in cost.items()) + ".", ""]
+                for name, c in cost.items()) + "."
+                + (f" {cost['alone']['alert_share']:.1%} of these answers are alerts, each explained."
+                   if "alert_share" in cost.get("alone", {}) else ""), ""]
     soak = result.get("soak")
     if soak:
         if "error" in soak:

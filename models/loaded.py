@@ -33,9 +33,12 @@ def _flat_forest(model: Any) -> Any:
     """models.tree_kernels.FlatForest of a random forest, extra trees or decision tree; None for other models."""
     if model is None:
         return None
-    from models.tree_kernels import FlatForest
+    from models.tree_kernels import FlatForest, warm
 
-    return FlatForest.of(model) if FlatForest.supports(model) else None
+    if not FlatForest.supports(model):
+        return None
+    warm()  # the compiled kernels loaded now, not on the first batch or the first alert
+    return FlatForest.of(model)
 
 
 class LoadedModel:

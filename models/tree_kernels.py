@@ -109,6 +109,23 @@ class FlatForest:
         return values, np.full(len(X), base)
 
 
+def warm() -> float:
+    """Compile the kernels now (or load them from numba's cache) on a one-split tree; returns the seconds it took.
+    Run by the setup script and by every model load with a forest, so a first alert never waits for the compiler."""
+    import time
+
+    started = time.perf_counter()
+    def ints(*v: int) -> np.ndarray:
+        return np.array(v, dtype=np.int64)
+
+    stump = FlatForest(roots=ints(0), left=ints(1, -1, -1), right=ints(2, -1, -1), feature=ints(0, -2, -2),
+                       threshold=np.array([0.5, -2.0, -2.0]), missing_left=np.zeros(3, dtype=bool),
+                       value=np.array([0.5, 0.0, 1.0]), cover=np.array([2.0, 1.0, 1.0]), max_depth=1, n_features=1)
+    stump.predict(np.zeros((1, 1)))
+    stump.shap(np.zeros((1, 1)))
+    return time.perf_counter() - started
+
+
 def _shifted(child: np.ndarray, offset: int) -> np.ndarray:
     """A tree's child indices into the concatenated node arrays (-1, a leaf's child, stays -1)."""
     return np.where(child >= 0, child + offset, -1)
@@ -263,3 +280,7 @@ def _shap(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray,
         for t in range(roots.shape[0]):
             _shap_tree(X[i], roots[t], left, right, feature, threshold, missing_left, value, cover, values[i], scale,
                        fd, zf, of, pw, stack, fractions, reciprocal)  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(f"tree kernels ready in {warm():.1f} s")

@@ -53,4 +53,5 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 "$VENV/bin/python" -m features.jit  # compiles the feature kernels once (numba's cache), so no worker waits for it
+"$VENV/bin/python" -m models.tree_kernels  # the forest's scoring and TreeSHAP kernels, likewise
 echo "setup: ready ($("$VENV/bin/python" --version), redis-server $(redis-server --version | grep -o 'v=[0-9.]*'), $(java -version 2>&1 | head -1))"
