@@ -99,8 +99,11 @@ class EventTimeAligner(Generic[T]):
         vouched = [self._parts[p].latest if p in self._parts else -math.inf for p in assigned if p not in caught_up]
         return min(vouched, default=math.inf) + self.slack_s
 
-    def release(self, caught_up: Set[Hashable], now: float, assigned: Iterable[Hashable] | None = None) -> list[T]:
-        """The records that may be processed now (see the module docstring)."""
+    def release(self, caught_up: Set[Hashable], now: float, assigned: Iterable[Hashable] | None = None,
+                max_records: int | None = None) -> list[T]:  # fmt: skip
+        """The records that may be processed now (see the module docstring), at most `max_records` of them: the
+        first of the merged order; the rest go back to the front of their partitions and are released first next
+        time (so a backlog that becomes releasable at once still goes out in batches of the poll size)."""
         if not len(self):
             self._held_since = None
             return []
@@ -111,13 +114,30 @@ class EventTimeAligner(Generic[T]):
             # fetches again (an idle partition would otherwise hold every batch this long)
             self._excused |= {p for p in partitions if not self.waiting(p)}
             runs = self._take(self.limit(partitions, set(caught_up) | self._excused))
+        order = _merged_order(runs, self.slack_s)
+        if max_records is not None and len(order) > max_records:
+            self._put_back(runs, order[max_records:])
+            order = order[:max_records]
         if runs:
             self._held_since = now if len(self) else None
         elif self._held_since is None:
             self._held_since = now
-        return _merged(runs, self.slack_s)
+        records = [r for _, _, recs in runs for r in recs]
+        return [records[i] for i in order.tolist()]
 
-    def _take(self, limit: float) -> list[tuple[F64, list[T]]]:
+    def _put_back(self, runs: list[tuple[Hashable, F64, list[T]]], kept: npt.NDArray[np.intp]) -> None:
+        """Return the records at positions `kept` (of the runs concatenated) to the front of their partitions.
+        The merged order keeps each partition's order, so what goes back is a suffix of each run."""
+        starts = np.cumsum([0] + [len(recs) for _, _, recs in runs])
+        for k, (partition, times, recs) in enumerate(runs):
+            back = int(np.count_nonzero((kept >= starts[k]) & (kept < starts[k + 1])))
+            if not back:
+                continue
+            part = self._parts.setdefault(partition, _Waiting())
+            part.times = np.concatenate([times[len(recs) - back :], part.times])
+            part.records = recs[len(recs) - back :] + part.records
+
+    def _take(self, limit: float) -> list[tuple[Hashable, F64, list[T]]]:
         """Each partition's prefix of records at or before `limit` (timeless ones pass)."""
         runs = []
         for partition in sorted(self._parts, key=repr):
@@ -126,23 +146,23 @@ class EventTimeAligner(Generic[T]):
             cut = int(beyond[0]) if len(beyond) else len(part.records)
             if not cut:
                 continue
-            runs.append((part.times[:cut], part.records[:cut]))
+            runs.append((partition, part.times[:cut], part.records[:cut]))
             part.times, part.records = part.times[cut:], part.records[cut:]
             if not part.records:
                 part.times = np.zeros(0)
         return runs
 
 
-def _merged(runs: list[tuple[F64, list[T]]], slack_s: float) -> list[T]:
-    """The runs as one batch: in fetch order when they span at most the slack (no event can then read another's
-    window), else merged by event time with each partition's order kept (a stable sort on each run's running
-    maximum; a timeless record sorts with the record before it)."""
+def _merged_order(runs: list[tuple[Hashable, F64, list[T]]], slack_s: float) -> npt.NDArray[np.intp]:
+    """Positions into the runs concatenated, in release order: fetch order when they span at most the slack (no
+    event can then read another's window), else merged by event time with each partition's order kept (a stable
+    sort on each run's running maximum; a timeless record sorts with the record before it)."""
+    count = sum(len(recs) for _, _, recs in runs)
     if not runs:
-        return []
-    records = [r for _, recs in runs for r in recs]
-    times = np.concatenate([t for t, _ in runs])
+        return np.zeros(0, dtype=np.intp)
+    times = np.concatenate([t for _, t, _ in runs])
     finite = times[np.isfinite(times)]
     if len(runs) == 1 or not len(finite) or float(finite.max() - finite.min()) <= slack_s:
-        return records
-    keys = np.concatenate([np.fmax.accumulate(np.nan_to_num(t, nan=-math.inf)) for t, _ in runs])
-    return [records[i] for i in np.argsort(keys, kind="stable").tolist()]
+        return np.arange(count, dtype=np.intp)
+    keys = np.concatenate([np.fmax.accumulate(np.nan_to_num(t, nan=-math.inf)) for _, t, _ in runs])
+    return np.argsort(keys, kind="stable").astype(np.intp)

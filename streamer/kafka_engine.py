@@ -126,6 +126,7 @@ class KafkaEngine:
             slack_s = max(f.label_delay_days * 86_400.0 - f.grace_period_s - 1.0, 0.0)
             self.aligner = EventTimeAligner(slack_s, self.cfg.alignment_max_wait_ms / 1000.0)
         self._backpressured: set[int] = set()  # transactions partitions paused while the aligner holds too many
+        self._releasable = False  # the last release was cut at the poll size: more may go out without a fetch
 
     def _new_consumers(self) -> tuple[Consumer, Consumer]:
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
@@ -291,8 +292,8 @@ class KafkaEngine:
         self.last_poll_at = time.monotonic()
         size, linger_s = self.cfg.poll_batch_size, self.cfg.micro_batch_max_wait_ms / 1000.0
         messages = self.consumer.consume(num_messages=size, timeout=0)
-        if not messages:
-            messages = self.consumer.consume(num_messages=1, timeout=idle_wait_s)
+        if not messages:  # no wait while the aligner holds records it may release now
+            messages = self.consumer.consume(num_messages=1, timeout=0 if self._releasable else idle_wait_s)
         if messages and len(messages) < size:
             messages += self.consumer.consume(num_messages=size - len(messages), timeout=linger_s)
         records = self._records(messages)
@@ -316,7 +317,9 @@ class KafkaEngine:
             return []
         topic = self.settings.topics.transactions
         mine = {p for t, p in self._assigned if t == topic}
-        released = aligner.release(self._caught_up(topic, mine), time.monotonic(), mine) if len(aligner) else []
+        size = self.cfg.poll_batch_size
+        released = aligner.release(self._caught_up(topic, mine), time.monotonic(), mine, size) if len(aligner) else []
+        self._releasable = len(released) == size and len(aligner) > 0
         cap = ALIGNMENT_BATCHES_PER_PARTITION * self.cfg.poll_batch_size
         full = {p for p in mine if aligner.waiting(p) > cap}
         drained = {p for p in self._backpressured if aligner.waiting(p) <= cap // 2}

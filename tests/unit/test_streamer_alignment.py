@@ -96,10 +96,22 @@ def histories(draw: st.DrawFn) -> tuple[list[list[float]], list[tuple[int, int]]
     return [[float(t) for t in p] for p in times], plan
 
 
+def test_a_release_is_at_most_max_records_and_the_rest_goes_out_first_next_time() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(slack_s=1.0, max_wait_s=60.0)
+    _add(a, 0, [(10.0, "a10"), (30.0, "a30"), (50.0, "a50")])
+    _add(a, 1, [(20.0, "b20"), (40.0, "b40")])
+    assert a.release(caught_up={0, 1}, now=0.0, max_records=2) == ["a10", "b20"]
+    assert a.first_records() == {0: "a30", 1: "b40"}  # put back at the front of their partitions
+    _add(a, 1, [(45.0, "b45")])
+    assert a.release(caught_up={0, 1}, now=1.0, max_records=3) == ["a30", "b40", "b45"]
+    assert a.release(caught_up={0, 1}, now=2.0, max_records=3) == ["a50"]
+    assert len(a) == 0
+
+
 @settings(max_examples=300, deadline=None)
-@given(histories(), st.sampled_from([0.0, 3.0, 10.0]))
+@given(histories(), st.sampled_from([0.0, 3.0, 10.0]), st.sampled_from([None, 1, 4]))
 def test_a_released_record_comes_after_every_record_more_than_the_slack_older(
-    history: tuple[list[list[float]], list[tuple[int, int]]], slack: float
+    history: tuple[list[list[float]], list[tuple[int, int]]], slack: float, max_records: int | None
 ) -> None:
     times, plan = history
     a: EventTimeAligner[tuple[int, int]] = EventTimeAligner(slack_s=slack, max_wait_s=math.inf)
@@ -115,12 +127,15 @@ def test_a_released_record_comes_after_every_record_more_than_the_slack_older(
         idx = range(fetched[partition], upto)
         a.add(partition, np.array([times[partition][i] for i in idx]), [(partition, i) for i in idx])
         fetched[partition] = upto
-        released += a.release(caught_up(), now=0.0, assigned=assigned)
+        out = a.release(caught_up(), now=0.0, assigned=assigned, max_records=max_records)
+        assert max_records is None or len(out) <= max_records
+        released += out
     for p in assigned:  # the rest of every partition, then the end
         idx = range(fetched[p], len(times[p]))
         a.add(p, np.array([times[p][i] for i in idx]), [(p, i) for i in idx])
         fetched[p] = len(times[p])
-    released += a.release(caught_up(), now=0.0, assigned=assigned)
+    while len(a):
+        released += a.release(caught_up(), now=0.0, assigned=assigned, max_records=max_records)
 
     assert sorted(released) == [(p, i) for p in assigned for i in range(len(times[p]))]  # each exactly once
     position = {r: k for k, r in enumerate(released)}
