@@ -54,6 +54,8 @@ def test_shap_equals_the_shap_package_and_sums_to_the_prediction(make, missing) 
     np.testing.assert_allclose(values, reference.values[..., 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(base, reference.base_values[..., 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(base + values.sum(axis=1), flat.predict(rows), rtol=0, atol=1e-12)
+    few, _ = flat.shap(rows[:2])  # fewer rows than a block: the per-row kernel
+    np.testing.assert_allclose(few, reference.values[:2, :, 1], rtol=0, atol=1e-12)
 
 
 def test_a_feature_the_trees_never_split_on_gets_nothing() -> None:
