@@ -206,31 +206,12 @@ def _unwind(fd: np.ndarray, zf: np.ndarray, of: np.ndarray, pw: np.ndarray, at: 
         of[at + i] = of[at + i + 1]
 
 
-@inline_kernel
-def _unwound_sum(zf: np.ndarray, of: np.ndarray, pw: np.ndarray, at: int, depth: int, k: int,
-                 reciprocal: np.ndarray) -> float:  # fmt: skip
-    """The path's total weight with element k unwound (reciprocal[j] = 1 / j saves a division per step)."""
-    one, zero = of[at + k], zf[at + k]
-    following = pw[at + depth]
-    total = 0.0
-    if one != 0.0:
-        per_one = 1.0 / one
-        for i in range(depth - 1, -1, -1):
-            part = following * per_one * reciprocal[i + 1]
-            total += part
-            following = pw[at + i] - part * zero * (depth - i)
-    else:
-        per_zero = 1.0 / zero
-        for i in range(depth - 1, -1, -1):
-            total += pw[at + i] * per_zero * reciprocal[depth - i]
-    return total * (depth + 1)
-
-
 @numeric_kernel
 def _shap_tree(x: np.ndarray, root: int, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
                threshold: np.ndarray, missing_left: np.ndarray, value: np.ndarray, cover: np.ndarray,
                phi: np.ndarray, scale: float, fd: np.ndarray, zf: np.ndarray, of: np.ndarray, pw: np.ndarray,
-               stack: np.ndarray, fractions: np.ndarray, reciprocal: np.ndarray) -> None:  # fmt: skip
+               stack: np.ndarray, fractions: np.ndarray, reciprocal: np.ndarray, following: np.ndarray,
+               total: np.ndarray) -> None:  # fmt: skip
     """One tree's TreeSHAP of one row, depth first with an explicit stack (hot child before cold, as `shap` does).
 
     A stack entry is (node, depth, parent offset, feature) in `stack` and (zero, one) fractions in `fractions`. A
@@ -250,16 +231,25 @@ def _shap_tree(x: np.ndarray, root: int, left: np.ndarray, right: np.ndarray, fe
         _extend(fd, zf, of, pw, at, depth, zero, one, feat)
         if left[node] < 0:
             # an element the row does not follow (one fraction 0) unwinds to the same sum over the path divided by
-            # its zero fraction: one O(depth) sum serves them all, only the others need their own
+            # its zero fraction: one O(depth) sum serves them all. A followed one (one fraction 1: a single row's
+            # fractions are 0 or 1) has its own chain of dependent steps; the chains of all elements advance
+            # together, independent operations the CPU overlaps
             cold_sum = 0.0
             for i in range(depth):
                 cold_sum += pw[at + i] * reciprocal[depth - i]
-            for i in range(1, depth + 1):
-                if of[at + i] != 0.0:
-                    w = _unwound_sum(zf, of, pw, at, depth, i, reciprocal)
-                else:
-                    w = cold_sum / zf[at + i] * (depth + 1)
-                phi[fd[at + i]] += w * (of[at + i] - zf[at + i]) * value[node] * scale
+            for k in range(1, depth + 1):
+                following[k] = pw[at + depth]
+                total[k] = 0.0
+            for i in range(depth - 1, -1, -1):
+                c = reciprocal[i + 1]
+                here = pw[at + i]
+                for k in range(1, depth + 1):
+                    part = following[k] * c
+                    total[k] += part
+                    following[k] = here - part * zf[at + k] * (depth - i)
+            for k in range(1, depth + 1):
+                w = total[k] if of[at + k] != 0.0 else cold_sum / zf[at + k]
+                phi[fd[at + k]] += w * (depth + 1) * (of[at + k] - zf[at + k]) * value[node] * scale
             continue
         hot = _hot_child(x, node, left, right, feature, threshold, missing_left)
         cold = right[node] if hot == left[node] else left[node]
@@ -293,11 +283,13 @@ def _shap(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray,
     stack = np.zeros((int(depth) + 2, 4), dtype=np.int64)
     fractions = np.zeros((int(depth) + 2, 2))
     reciprocal = 1.0 / np.maximum(np.arange(size + 1), 1.0)
+    following = np.zeros(int(depth) + 2)
+    total = np.zeros(int(depth) + 2)
     scale = 1.0 / roots.shape[0]
     for i in range(X.shape[0]):
         for t in range(roots.shape[0]):
             _shap_tree(X[i], roots[t], left, right, feature, threshold, missing_left, value, cover, values[i], scale,
-                       fd, zf, of, pw, stack, fractions, reciprocal)  # fmt: skip
+                       fd, zf, of, pw, stack, fractions, reciprocal, following, total)  # fmt: skip
 
 
 @numeric_kernel
