@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ def bounded(call: Callable[[], object], timeout_s: float, what: str) -> bool:
 def group_progress(consumer: Consumer, topic: str) -> tuple[dict[int, int], dict[int, int]]:
     """The group's committed offset and the end offset of each partition of topic (KafkaException: no answer).
 
-    Partitions without a committed offset are left out (a new group has nothing to compare yet)."""
+    Three requests whatever the partition count: the topic's metadata, the committed offsets, and the end offsets in
+    one ListOffsets per leader (`offsets_for_times` at "latest"; one watermark query per partition cost a round trip
+    each, over a second of the consume loop per check on a busy broker). Partitions without a committed offset are
+    left out (a new group has nothing to compare yet)."""
     metadata = consumer.list_topics(topic, timeout=QUERY_TIMEOUT_S)
     described = metadata.topics.get(topic)
     if described is None or described.error is not None:
@@ -64,9 +67,11 @@ def group_progress(consumer: Consumer, topic: str) -> tuple[dict[int, int], dict
         if tp.error is None and tp.offset != OFFSET_INVALID and tp.offset >= 0:
             committed[tp.partition] = tp.offset
     ends: dict[int, int] = {}
-    for p in committed:
-        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=QUERY_TIMEOUT_S, cached=False)
-        ends[p] = high
+    if committed:
+        latest = [TopicPartition(topic, p, OFFSET_END) for p in sorted(committed)]
+        for tp in consumer.offsets_for_times(latest, timeout=QUERY_TIMEOUT_S):
+            if tp.error is None and tp.offset >= 0:
+                ends[tp.partition] = tp.offset
     return committed, ends
 
 
