@@ -130,7 +130,8 @@ class KafkaEngine:
 
     def _new_consumers(self) -> tuple[Consumer, Consumer]:
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
-                 "queued.max.messages.kbytes": PREFETCH_KBYTES}
+                 "queued.max.messages.kbytes": PREFETCH_KBYTES, "fetch.min.bytes": self.cfg.fetch_min_bytes,
+                 "fetch.wait.max.ms": self.cfg.fetch_max_wait_ms}
         group = self.cfg.consumer_group
         return (Consumer(consumer_config(self.settings, group, **extra)),
                 Consumer(consumer_config(self.settings, f"{group}.labels", **extra)))
