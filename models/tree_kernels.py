@@ -1,8 +1,8 @@
 """Compiled scoring and exact TreeSHAP for scikit-learn's forests and trees (numba, no Python per row or per tree).
 
 scikit-learn's `predict_proba` walks each tree in C but pays Python and joblib overhead per tree and per call
-(a 50-tree forest: ~15 ms for one row, ~20 ms for 5,000), and `shap.TreeExplainer` explains every class of a
-classifier (twice the work of the positive class alone). `FlatForest` lays every tree of a fitted
+(a 50-tree forest: ~15 ms for one row, ~20 ms for 5,000), and `shap.TreeExplainer` walks every tree once per row,
+its unwound sums one latency-bound chain after another. `FlatForest` lays every tree of a fitted
 RandomForestClassifier, ExtraTreesClassifier or DecisionTreeClassifier (two classes) out as flat node arrays and
 runs both in nopython code:
 
