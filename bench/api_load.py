@@ -150,7 +150,7 @@ async def closed_loop(url: str, key: str, bodies: list[bytes], count: int, in_fl
             nonlocal alerts
             for i in todo:
                 async with session.post(url, data=bodies[i % len(bodies)]) as response:
-                    alerts += b'"decision":"alert"' in (await response.read()).replace(b" ", b"")
+                    alerts += json.loads(await response.read()).get("decision") == "alert"
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(in_flight)))

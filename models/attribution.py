@@ -212,10 +212,11 @@ class ModelExplainer:
     Built once per loaded model (the TreeSHAP explainers are built on first use and kept).
     """
 
-    def __init__(self, model: Any, baseline: np.ndarray) -> None:
+    def __init__(self, model: Any, baseline: np.ndarray, compiled: Any = None) -> None:
+        """compiled: the model's models.tree_kernels.FlatForest when the caller has built it already."""
         self.model = model
         self.baseline = np.asarray(baseline, dtype=np.float64)
-        self._trees: dict[int, Any] = {}
+        self._trees: dict[int, Any] = {} if compiled is None else {id(model): compiled}
 
     def _tree(self, model: Any, Z: np.ndarray) -> Attribution:
         from models.tree_kernels import FlatForest

@@ -204,7 +204,7 @@ class LoadedModel:
             if self._stack is None:
                 raise self._missing("stack", "stack", "mlp")
             if self._explainer is None:
-                self._explainer = att.ModelExplainer(self._stack, b)
+                self._explainer = att.ModelExplainer(self._stack, b, self._flat_stack)  # flattened once, at load
             parts["stack"] = self._explainer.explain(Z)
         if scorer == "blend":
             result = att.blend(parts["mlp"], parts["stack"], float(blend_mlp_weight))

@@ -107,14 +107,9 @@ class FlatForest:
         X = self._input(Z)
         values = np.zeros((len(X), self.n_features), dtype=np.float64)
         base = float(np.mean(self.value[self.roots]))
-        size = (self.max_depth + 3) * (self.max_depth + 4) // 2
-        if len(X) >= BLOCK_FROM_ROWS:
-            reciprocal = 1.0 / np.maximum(np.arange(size + 1), 1.0)
-            _shap_block(X, self.roots, self.left, self.right, self.feature, self.threshold, self.missing_left,
-                        self.value, self.cover, values, size, reciprocal)  # fmt: skip
-        else:
-            _shap(X, self.roots, self.left, self.right, self.feature, self.threshold, self.missing_left, self.value,
-                  self.cover, values, size)  # fmt: skip
+        kernel = _shap_block if len(X) >= BLOCK_FROM_ROWS else _shap
+        kernel(X, self.roots, self.left, self.right, self.feature, self.threshold, self.missing_left, self.value,
+               self.cover, values, self.max_depth)  # fmt: skip
         return values, np.full(len(X), base)
 
 
@@ -142,14 +137,24 @@ def _shifted(child: np.ndarray, offset: int) -> np.ndarray:
 
 
 @inline_kernel
+def _path_size(max_depth: int) -> int:
+    """Elements of the path buffers: each level's copy of its parent's path starts past it ((D + 3)(D + 4) / 2
+    holds a tree of depth D, as the shap package sizes it with a margin); a stack holds one pending sibling per
+    level, so max_depth + 4 entries suffice."""
+    return (max_depth + 3) * (max_depth + 4) // 2
+
+
+@inline_kernel
+def _goes_left(v: float, threshold: float, missing_left: bool) -> bool:
+    """scikit-learn's split: x <= threshold goes left; a NaN (which fails every comparison) goes to the side
+    training chose for missing values."""
+    return v <= threshold or (v != v and missing_left)
+
+
+@inline_kernel
 def _hot_child(x: np.ndarray, node: int, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
                threshold: np.ndarray, missing_left: np.ndarray) -> int:  # fmt: skip
-    v = x[feature[node]]
-    if v <= threshold[node]:
-        return int(left[node])
-    if v != v and missing_left[node]:  # NaN fails every comparison: only then ask where missing values go
-        return int(left[node])
-    return int(right[node])
+    return int(left[node]) if _goes_left(x[feature[node]], threshold[node], missing_left[node]) else int(right[node])
 
 
 @kernel
@@ -163,11 +168,7 @@ def _predict(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarr
             x = X[i]
             node = roots[t]
             while left[node] >= 0:
-                v = x[feature[node]]
-                if v <= threshold[node] or (v != v and missing_left[node]):  # NaN fails every comparison
-                    node = left[node]
-                else:
-                    node = right[node]
+                node = _hot_child(x, node, left, right, feature, threshold, missing_left)
             out[i] += value[node]
     out /= n_trees
 
@@ -274,17 +275,17 @@ def _shap_tree(x: np.ndarray, root: int, left: np.ndarray, right: np.ndarray, fe
 @numeric_kernel
 def _shap(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
           threshold: np.ndarray, missing_left: np.ndarray, value: np.ndarray, cover: np.ndarray, values: np.ndarray,
-          size: int) -> None:  # fmt: skip
+          max_depth: int) -> None:  # fmt: skip
+    size, levels = _path_size(max_depth), max_depth + 4
     fd = np.full(size, -1, dtype=np.int64)
     zf = np.zeros(size)
     of = np.zeros(size)
     pw = np.zeros(size)
-    depth = (np.sqrt(8 * size + 1) - 1) // 2 + 2  # a stack holds at most one pending sibling per level
-    stack = np.zeros((int(depth) + 2, 4), dtype=np.int64)
-    fractions = np.zeros((int(depth) + 2, 2))
+    stack = np.zeros((levels, 4), dtype=np.int64)
+    fractions = np.zeros((levels, 2))
     reciprocal = 1.0 / np.maximum(np.arange(size + 1), 1.0)
-    following = np.zeros(int(depth) + 2)
-    total = np.zeros(int(depth) + 2)
+    following = np.zeros(levels)
+    total = np.zeros(levels)
     scale = 1.0 / roots.shape[0]
     for i in range(X.shape[0]):
         for t in range(roots.shape[0]):
@@ -295,7 +296,7 @@ def _shap(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray,
 @numeric_kernel
 def _shap_block(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
                 threshold: np.ndarray, missing_left: np.ndarray, value: np.ndarray, cover: np.ndarray,
-                values: np.ndarray, size: int, reciprocal: np.ndarray) -> None:  # fmt: skip
+                values: np.ndarray, max_depth: int) -> None:  # fmt: skip
     """TreeSHAP of ROWS_PER_BLOCK rows at a time: every row visits every node of a tree in the same order, and
     the path's features and zero fractions depend on the tree alone; only the one fractions (0 or 1: does the row
     follow this path) and the permutation weights are per row. So the block walks each tree once, with per-row
@@ -303,7 +304,8 @@ def _shap_block(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.nd
     dependent multiplications, latency-bound one row at a time). Children are visited left before right, whatever
     the row's hot side: the same sums in another order (differences of float rounding, ~1e-16)."""
     n = X.shape[0]
-    levels = int((np.sqrt(8 * size + 1) - 1) // 2) + 4
+    size, levels = _path_size(max_depth), max_depth + 4
+    reciprocal = 1.0 / np.maximum(np.arange(size + 1), 1.0)
     fd = np.full(size, -1, dtype=np.int64)
     zf = np.zeros(size)
     scale = 1.0 / roots.shape[0]
@@ -408,8 +410,7 @@ def _shap_block(X: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.nd
                     s_int[top, 0], s_int[top, 1], s_int[top, 2], s_int[top, 3] = child, depth + 1, at, split
                     s_zero[top] = cover[child] / w * incoming_zero
                     for r in range(R):
-                        v = X[lo + r, split]
-                        goes_left = v <= thr or (v != v and go_missing)
+                        goes_left = _goes_left(X[lo + r, split], thr, go_missing)
                         s_one[top, r] = incoming_one[r] if goes_left == (side == 1) else 0.0
                     top += 1
 
