@@ -260,6 +260,9 @@ class StreamerSettings(_Section):
     #: threshold was calibrated for the policy's weight only; train with that weight instead.
     blend_mlp_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     top_reasons: PositiveInt = 3
+    #: How alerts explain the MLP's part (models/attribution.py): deeplift (the rescale rule: one forward and one
+    #: backward pass, exact sum) or integrated_gradients (64 steps, the residual spread; ~20x the cost).
+    mlp_attribution: Literal["deeplift", "integrated_gradients"] = "deeplift"
     max_future_skew_s: PositiveFloat = 300.0
     reload_poll_s: PositiveFloat = 5.0
     user_id_hmac_key: SecretStr | None = None

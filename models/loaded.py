@@ -183,7 +183,9 @@ class LoadedModel:
         raw = np.where(np.isfinite(pre.means), pre.means, pre.center)
         return np.asarray(pre.transform(raw[None, :])[0])
 
-    def attributions(self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5) -> Attribution:
+    def attributions(
+        self, X: np.ndarray, scorer: Scorer = "mlp", blend_mlp_weight: float = 0.5, mlp_method: str = "deeplift"
+    ) -> Attribution:
         """Per-row attributions of `score(X, scorer, blend_mlp_weight)`: base + values.sum(1) == the score
         (probability space; models/attribution.py). Only for the rows to explain (the alerted ones): its cost is
         tens to hundreds of model evaluations per row. values has X's width (unused features get 0)."""
@@ -198,7 +200,7 @@ class LoadedModel:
                 raise self._missing("mlp", "MLP", "stack")
             mlp = self._mlp
             parts["mlp"] = att.to_probability(
-                att.mlp_integrated_gradients(mlp.weights, Z, b, mlp.output, mlp.activation)
+                att.mlp_attribution(mlp.weights, Z, b, mlp.output, mlp.activation, mlp_method)
             )
         if scorer in ("stack", "blend"):
             if self._stack is None:

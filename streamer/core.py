@@ -104,7 +104,9 @@ class ScoringModel(Protocol):
 
     def serving_policy(self, scorer: str | None = None, blend_mlp_weight: float | None = None) -> Any: ...
 
-    def attributions(self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5) -> Any: ...
+    def attributions(
+        self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5, mlp_method: str = "deeplift"
+    ) -> Any: ...
 
 
 class ModelProvider(Protocol):
@@ -132,13 +134,13 @@ def reasons_of(model: ScoringModel, X: np.ndarray, top: int) -> list[list[Reason
 
 
 def explanations_of(
-    model: ScoringModel, X: np.ndarray, top: int, scorer: str, blend_mlp_weight: float
+    model: ScoringModel, X: np.ndarray, top: int, scorer: str, blend_mlp_weight: float, mlp_method: str = "deeplift"
 ) -> tuple[list[list[Reason]], list[Explanation]]:
     """The alerted rows' attributions (one vectorised call over the rows passed in: only the alerted ones) and the
     reasons derived from them, one per feature family (streamer/reasons.py)."""
     if len(X) == 0:
         return [], []
-    att = model.attributions(X, scorer, blend_mlp_weight)
+    att = model.attributions(X, scorer, blend_mlp_weight, mlp_method)
     values = np.asarray(att.values, dtype=np.float64)
     reasons = explain(model.feature_names, X, np.round(values, SCORE_DECIMALS), top)
     used = np.flatnonzero(np.any(values != 0.0, axis=0))
@@ -343,7 +345,8 @@ class StreamProcessor:
         return finished_scores(model, scores)
 
     def _explain(self, model: ScoringModel, X: np.ndarray, policy: Any) -> tuple[list[list[Reason]], list[Explanation]]:
-        return explanations_of(model, X, self.cfg.top_reasons, policy.scorer, policy.blend_mlp_weight)
+        return explanations_of(model, X, self.cfg.top_reasons, policy.scorer, policy.blend_mlp_weight,
+                               self.cfg.mlp_attribution)
 
     def _alert(
         self,

@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.neural_network import MLPClassifier
 
 from fraudstream.errors import ConfigError
-from models.attribution import baseline_shapley, mlp_integrated_gradients, mlp_logit
+from models.attribution import baseline_shapley, mlp_attribution, mlp_deeplift, mlp_integrated_gradients, mlp_logit
 from models.loaded import LoadedModel, MLPWeights
 from models.policy import policy_of_manifest
 from models.preprocess import Preprocessor
@@ -79,6 +79,54 @@ def test_integrated_gradients_need_little_correction_and_sum_in_logit_space(trai
     np.testing.assert_allclose(att.output, mlp_logit(trained["weights"], Z, "sigmoid"), atol=1e-9)
     spread = np.abs(mlp_logit(trained["weights"], Z, "sigmoid") - att.base).max()
     assert att.residual < 0.05 * spread  # the Riemann sum alone is already close to the integral
+
+
+def test_deeplift_sums_to_the_logit_for_relu_and_tanh_and_both_outputs(trained: dict[str, Any]) -> None:
+    Z = trained["pre"].transform(trained["X"][:200])
+    b = Z.mean(axis=0)
+    rng = np.random.default_rng(3)
+    softmax = [rng.normal(size=(Z.shape[1], 12)), rng.normal(size=12), rng.normal(size=(12, 2)), rng.normal(size=2)]
+    for weights, output in ((trained["weights"], "sigmoid"), (softmax, "softmax")):
+        for activation in ("relu", "tanh"):
+            att = mlp_deeplift(weights, Z, b, output, activation)
+            logit = mlp_logit(weights, Z, output, activation)
+            assert att.space == "logit" and att.values.shape == Z.shape
+            np.testing.assert_allclose(att.base, mlp_logit(weights, b[None, :], output, activation)[0], atol=1e-12)
+            np.testing.assert_allclose(att.output, logit, rtol=0, atol=1e-10)
+            assert att.residual < 1e-9  # exact by construction: only float rounding is moved
+
+
+def test_deeplift_equals_integrated_gradients_with_one_hidden_layer() -> None:
+    """One hidden layer: each unit's pre-activation is linear along the path, so the rescale multiplier is the
+    path integral of its derivative, and the two methods agree feature by feature (IG to its Riemann error)."""
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(size=(6, 20)), rng.normal(size=20), rng.normal(size=(20, 1)), rng.normal(size=1)]
+    Z, b = rng.normal(size=(25, 6)), rng.normal(size=6)
+    for activation in ("relu", "tanh"):
+        deep = mlp_deeplift(weights, Z, b, "sigmoid", activation)
+        ig = mlp_integrated_gradients(weights, Z, b, "sigmoid", activation, steps=4096)
+        np.testing.assert_allclose(deep.values, ig.values, atol=2e-3 * np.abs(ig.values).max())
+
+
+def test_deeplift_differs_from_plain_gradient_times_input_where_units_switch() -> None:
+    """A unit off at x but on at the baseline still gets its share (a gradient at x alone would give it 0)."""
+    weights = [np.array([[1.0, -1.0]]), np.array([0.0, 0.0]), np.array([[1.0], [1.0]]), np.array([0.0])]
+    att = mlp_deeplift(weights, np.array([[2.0]]), np.array([-2.0]), "sigmoid")
+    # logit = relu(x) + relu(-x): 2 at x = 2 and at x = -2, so the attribution is 0, not the gradient's 1 x 4
+    assert att.values[0, 0] == pytest.approx(0.0, abs=1e-12)
+    assert float(att.output[0]) == pytest.approx(2.0) and att.residual < 1e-12
+
+
+def test_mlp_methods_are_selectable_and_an_unknown_one_is_refused(trained: dict[str, Any]) -> None:
+    model = _loaded(trained, None)
+    X = trained["X"][:20]
+    score = model.score(X, "mlp")
+    for method in ("deeplift", "integrated_gradients"):
+        att = model.attributions(X, "mlp", mlp_method=method)
+        np.testing.assert_allclose(att.base + att.values.sum(axis=1), score, atol=1e-6)
+        assert att.method.startswith("DeepLIFT" if method == "deeplift" else "integrated gradients")
+    with pytest.raises(ValueError, match="unknown MLP attribution method 'lime'"):
+        mlp_attribution(trained["weights"], X, X[0], "sigmoid", method="lime")
 
 
 def test_baseline_shapley_is_exact_for_an_additive_function() -> None:

@@ -204,8 +204,10 @@ class CountingModel:
     def serving_policy(self, scorer: str | None = None, blend_mlp_weight: float | None = None) -> Any:
         return self.inner.serving_policy(scorer, blend_mlp_weight)
 
-    def attributions(self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5) -> Any:
-        return self.inner.attributions(X, scorer, blend_mlp_weight)
+    def attributions(
+        self, X: np.ndarray, scorer: Any = "mlp", blend_mlp_weight: float = 0.5, mlp_method: str = "deeplift"
+    ) -> Any:
+        return self.inner.attributions(X, scorer, blend_mlp_weight, mlp_method)
 
 
 def test_scoring_is_micro_batched(model: Any, txns: list[Transaction]) -> None:
