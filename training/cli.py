@@ -114,6 +114,9 @@ def tune(
     ),
     folds: int = typer.Option(4, "--folds", min=1, help="Validation folds (weeks) ending at --validation-end."),
     out: Path = typer.Option(Path("reports/tune"), "--out", help="Folder for tune.json and tune.md."),
+    ablation: bool = typer.Option(
+        False, "--ablation", help="Then refit the choice with each feature group left out (an ablation table)."
+    ),
 ) -> None:
     """Pick the scorer and hyperparameters on the validation weeks (book protocol, mean AP); write tune.json/.md."""
     import pandas as pd
@@ -143,6 +146,7 @@ def tune(
             FeatureConfig.from_settings(settings.features),
             candidates,
             validation_end=end,
+            ablation=ablation,
             # a spinner on a terminal; one line per step when stderr is a file (a long run stays readable)
             say=(lambda msg: status.update(msg)) if console.is_terminal else (lambda msg: console.print(msg)),
         )
@@ -151,6 +155,9 @@ def tune(
         console.print(
             f"{row['candidate'][:70]:70s} AP {row['average_precision']['mean']:.3f}  AUC {row['roc_auc']['mean']:.3f}"
         )
+    for row in result.get("ablation", {}).get("table", []):
+        delta = row["delta_average_precision"]["mean"]
+        console.print(f"ablation {row['candidate'][:40]:40s} AP {row['average_precision']['mean']:.3f} ({delta:+.3f})")
     choice = result["choice"]
     typer.echo(f"choice (book protocol, mean AP over {folds} validation folds): {choice['candidate']}")
     typer.echo(f"results: {json_path} (train with --config {json_path}), {md_path}")

@@ -37,6 +37,9 @@ class TrainingConfig(_Frozen):
     impute: bool = True
     clip_quantile: float | None = Field(default=None, gt=0.0, lt=0.5)
     standardise: bool = True
+    # sign(x) * log1p(|x|) on every column whose training values leave [-1, 1] (amounts, counts, seconds, km,
+    # ratios, z-scores), after imputation and before clipping/standardising; stored with the preprocessor
+    log_heavy_tails: bool = False
     categorical_encoding: Literal["none", "onehot", "label"] = "none"
     categorical_columns: tuple[str, ...] = ()  # raw-frame columns encoded and appended as extra features
     features: tuple[str, ...] | None = None  # None: every features.spec.FEATURE_NAMES column

@@ -33,7 +33,13 @@ def encode_categoricals(df: pd.DataFrame, columns: tuple[str, ...], method: str)
 
 
 def fit_preprocessor(X: np.ndarray, cfg: TrainingConfig) -> Preprocessor:
-    return Preprocessor.fit(X, impute=cfg.impute, clip_quantile=cfg.clip_quantile, standardise=cfg.standardise)
+    return Preprocessor.fit(
+        X,
+        impute=cfg.impute,
+        clip_quantile=cfg.clip_quantile,
+        standardise=cfg.standardise,
+        log_heavy_tails=cfg.log_heavy_tails,
+    )
 
 
 def resample(X: np.ndarray, y: np.ndarray, cfg: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:

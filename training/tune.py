@@ -109,9 +109,11 @@ def tune(
     grid: dict[str, Any],
     *,
     validation_end: Any = BOOK_VALIDATION_END,
+    ablation: bool = False,
     say: Say = lambda _m: None,
 ) -> dict[str, Any]:
-    """Run every candidate over the validation folds; the result (choice, table, config for training) as a dict."""
+    """Run every candidate over the validation folds; the result (choice, table, config for training) as a dict.
+    With `ablation`, the choice is then refitted with each feature group left out (training/ablation.py)."""
     from training.evaluation import metrics
     from training.pipeline import _scores, feature_dataset, fit_fold, make_splits
 
@@ -153,6 +155,11 @@ def tune(
     best = rows[0]
     chosen = _training_config(base, best, rows)  # the base's own protocol and anchor: training sees new data
     folds = [{"name": s.name, "train_rows": len(s.train), "assessed_rows": len(s.test)} for s in splits]
+    extra: dict[str, Any] = {}
+    if ablation:
+        from training.ablation import ablate
+
+        extra["ablation"] = ablate(data, splits, chosen, say=say)
     return {
         "kind": TUNE_KIND,
         "selection": {
@@ -171,6 +178,7 @@ def tune(
         },
         "training_config": chosen.model_dump(mode="json"),
         "table": rows,
+        **extra,
     }
 
 
@@ -285,6 +293,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_cell(row.get('roc_auc'))} | {_cell(row.get(k))} | {'-' if fit is None else f'{fit:.1f}'} |"
         )
     lines += ["", "Figures: mean ± sample std over the validation folds, the book's protocol.", ""]
+    if "ablation" in result:
+        from training.ablation import markdown as ablation_markdown
+
+        lines += ablation_markdown(result["ablation"])
     return "\n".join(lines)
 
 
