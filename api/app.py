@@ -2,8 +2,9 @@
 
 The body of /v1/score is read as bytes and decoded by the stream's own decoder, not by FastAPI's (which would be
 laxer: repeated JSON keys silently merged), so the OpenAPI document names the Transaction schema explicitly.
-POST /v1/score is answered by `api.score_route.ScoreRoute`, a plain ASGI handler in front of FastAPI's routing (the
-hot route without the framework's per-request work); FastAPI documents it and serves everything else.
+POST /v1/score is answered by `api.score_route.ScoreRoute`, a plain ASGI handler in front of the whole FastAPI
+application (`ScoringAPI.__call__`: the hot route without Starlette's middleware stack, FastAPI's routing or its
+per-request work); FastAPI documents it and serves everything else.
 Every error is one JSON object with a one-line `detail`.
 """
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from api.batching import Batcher
 from api.keys import KeyFile
-from api.score_route import SCORE_PATH, ScoreHandler, ScoreRoute
+from api.score_route import SCORE_PATH, Receive, Scope, ScoreHandler, ScoreRoute, Send
 from api.scoring import ScoringService
 from fraudstream import __version__
 from fraudstream.contracts import Reason, Transaction
@@ -60,8 +61,26 @@ class Ready(BaseModel):
     detail: str | None = None
 
 
-def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 64 * 1024) -> FastAPI:
-    app = FastAPI(
+class ScoringAPI(FastAPI):
+    """FastAPI with POST /v1/score answered before Starlette's middleware stack (its error middleware, FastAPI's
+    exception and body-limit middleware, the router): `score_front` sees every request first and hands the rest to
+    FastAPI. None: FastAPI alone (its documented route answers /v1/score the same way; a test compares them)."""
+
+    score_front: ScoreRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.score_front
+        if front is None:
+            await FastAPI.__call__(self, scope, receive, send)
+        else:
+            await front(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await FastAPI.__call__(self, scope, receive, send)
+
+
+def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 64 * 1024) -> ScoringAPI:
+    app = ScoringAPI(
         title="fraudstream scoring API",
         version=__version__,
         description=(
@@ -75,7 +94,7 @@ def create_app(service: ScoringService, keys: KeyFile, *, max_body_bytes: int = 
     batcher = Batcher(service)
     app.state.batcher = batcher
     handler = ScoreHandler(batcher, keys, max_body_bytes)
-    app.add_middleware(ScoreRoute, handler=handler)  # inside FastAPI's error middleware, before its routing
+    app.score_front = ScoreRoute(app.framework, handler)  # in front of everything FastAPI runs per request
 
     @app.post(
         SCORE_PATH,

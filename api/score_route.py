@@ -4,8 +4,9 @@ FastAPI's route would build a Request, run the HTTPBearer dependency, wrap the a
 through its exception middleware: about as much CPU as the scoring itself for one transaction. This handler reads
 the Authorization header and the body from the ASGI messages, and answers with two ASGI messages. What it answers is
 the same as before: the key is checked as HTTPBearer checks it (scheme `Bearer`, any case, then the key), the body is
-decoded by the stream's own decoder, every error is one JSON object with a one-line `detail`. FastAPI still owns the
-other routes and documents this one (`api.app`), and its error middleware stays outside this handler.
+decoded by the stream's own decoder, every error is one JSON object with a one-line `detail` (an unexpected
+exception too: a 500 with its one line, logged with its traceback). FastAPI still owns the other routes and documents
+this one; the handler runs in front of the whole application (`api.app.ScoringAPI`), outside Starlette's middleware.
 """
 
 from __future__ import annotations
@@ -121,7 +122,11 @@ class ScoreRoute:
             except BodyTooLarge:
                 status, body = handler.too_large()
             else:
-                status, body = await handler.answer(request)
+                try:
+                    status, body = await handler.answer(request)
+                except Exception as exc:  # a bug answers as Starlette's error middleware would, but in JSON
+                    log.exception("POST /v1/score failed")
+                    status, body = error(500, f"internal error ({type(exc).__name__}); see the server's log")
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))

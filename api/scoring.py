@@ -90,6 +90,14 @@ class ScoringService:
         self.models = models
         self.clock = clock
         self._ping = ping
+        self._policies: tuple[object, Any] | None = None  # (model, its serving policy): resolved once per model
+
+    def _policy(self, model: Any) -> Any:
+        """The model's serving policy under the settings (models/policy.py), resolved once per loaded model."""
+        cached = self._policies
+        if cached is None or cached[0] is not model:
+            cached = self._policies = (model, model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight))
+        return cached[1]
 
     def decode(self, body: bytes) -> Transaction | DecodeFailure:
         """The body as the stream decodes a record value (future skew against the injected clock's now)."""
@@ -105,7 +113,7 @@ class ScoringService:
         call and one model call for all of them, as the stream scores a batch."""
         now = self.clock.now()
         model = self.models.model  # one model for the whole call, as per batch in the stream
-        policy = model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight)  # models/policy.py
+        policy = self._policy(model)
         scorer, threshold = policy.scorer, float(policy.threshold)
         peeked = self.store.peek(txns)
         rows = np.flatnonzero(~peeked.late)
@@ -114,16 +122,16 @@ class ScoringService:
         if raw.shape != (len(rows),):
             raise ModelError(f"model {model.version} returned {raw.shape} scores for {len(rows)} rows")
         scores = finished_scores(model, raw).tolist()
-        # reasons from the scorer's attributions, for the alerted rows only (as in the stream)
-        alerted = np.flatnonzero(np.asarray(scores) >= threshold) if len(rows) else np.zeros(0, dtype=np.intp)
-        why, _ = explanations_of(model, X[alerted], self.cfg.top_reasons, scorer, policy.blend_mlp_weight)
         reasons: list[list[Any]] = [[] for _ in range(len(rows))]
-        for k, r in zip(alerted.tolist(), why, strict=True):
-            reasons[k] = r
+        alerted = [k for k, score in enumerate(scores) if score >= threshold]
+        if alerted:  # reasons from the scorer's attributions, for the alerted rows only (as in the stream)
+            why, _ = explanations_of(model, X[alerted], self.cfg.top_reasons, scorer, policy.blend_mlp_weight)
+            for k, r in zip(alerted, why, strict=True):
+                reasons[k] = r
         out: list[Scored | Late] = [Late(t, self.grace_period_s) for t in txns]
         names = model.feature_names
-        for k, i in enumerate(rows.tolist()):
-            features = {n: float(v) for n, v in zip(names, X[k], strict=False) if math.isfinite(v)}
+        for k, (i, row) in enumerate(zip(rows.tolist(), X.tolist(), strict=True)):
+            features = {n: v for n, v in zip(names, row, strict=False) if math.isfinite(v)}
             score = float(scores[k])
             out[i] = Scored(txns[i], score, threshold, score >= threshold, reasons[k], features, model.version,
                             scorer, now)  # fmt: skip
@@ -135,4 +143,4 @@ class ScoringService:
             self._ping()
         model = self.models.model
         return {"model_version": model.version,
-                "scorer": model.serving_policy(self.cfg.scorer, self.cfg.blend_mlp_weight).scorer}
+                "scorer": self._policy(model).scorer}
