@@ -99,3 +99,23 @@ def test_a_late_event_is_flagged_and_a_new_user_has_no_history(history: list[Tra
     out = store.peek([stale, newcomer])
     assert out.late.tolist() == [True, False]
     assert out.vectors[1, FEATURE_NAMES.index("first_transaction")] == 1.0
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"latitude": None}, {"longitude": None, "latitude": None}, {"merchant_category": None}, {"channel": None},
+    {"device_id": "dev-9"}, {"country": None}, {"amount": 0.005}, {"amount": 1234.565},
+    {"latitude": -33.8688195, "longitude": 151.2092955},
+])  # fmt: skip
+def test_the_one_row_columns_equal_columns_of(history: list[Transaction], change: dict[str, object]) -> None:
+    """peek's one-row path builds a batch of one from fields_of; every column equals columns_of's, dtype too."""
+    from features.fields import TxnColumns, columns_of
+    from state.engine import one_row_columns
+
+    base = history[-1]
+    stamps = (base.timestamp, base.timestamp + timedelta(microseconds=999_999), base.timestamp.replace(microsecond=1))
+    for when in stamps:
+        txn = base.model_copy(update={**change, "timestamp": when})
+        fast, batch = one_row_columns(txn), columns_of([txn])
+        for name in TxnColumns.__dataclass_fields__:
+            a, b = getattr(fast, name), getattr(batch, name)
+            assert a.dtype == b.dtype and a.shape == b.shape == (1,) and a.tolist() == b.tolist(), name
