@@ -125,7 +125,8 @@ class ScoringService:
         reasons: list[list[Any]] = [[] for _ in range(len(rows))]
         alerted = [k for k, score in enumerate(scores) if score >= threshold]
         if alerted:  # reasons from the scorer's attributions, for the alerted rows only (as in the stream)
-            why, _ = explanations_of(model, X[alerted], self.cfg.top_reasons, scorer, policy.blend_mlp_weight)
+            why, _ = explanations_of(model, X[alerted], self.cfg.top_reasons, scorer, policy.blend_mlp_weight,
+                                     self.cfg.mlp_attribution)  # the stream's method (StreamProcessor._explain)
             for k, r in zip(alerted, why, strict=True):
                 reasons[k] = r
         out: list[Scored | Late] = [Late(t, self.grace_period_s) for t in txns]

@@ -327,3 +327,38 @@ def test_an_unexpected_failure_is_a_500_in_one_json_line_and_the_next_request_is
     assert first.status_code == 500 and first.json() == {
         "detail": "internal error (RuntimeError); see the server's log"}
     assert second.status_code == 200 and second.json()["transaction_id"] == "api-0"
+
+
+@pytest.mark.parametrize("method", ["deeplift", "integrated_gradients"])
+def test_an_alerts_reasons_are_the_streams_under_its_mlp_attribution_method(
+    tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """streamer.mlp_attribution reaches the API's explanations as it reaches the stream's alerts."""
+    world = World(tmp_path)
+    asked: list[str] = []
+    attributions = LoadedModel.attributions
+
+    def spy(self: LoadedModel, X: Any, scorer: Any = "mlp", w: float = 0.5, mlp_method: str = "deeplift") -> Any:
+        asked.append(mlp_method)
+        return attributions(self, X, scorer, w, mlp_method)
+
+    monkeypatch.setattr(LoadedModel, "attributions", spy)
+    world.settings = world.settings.with_overrides(streamer={"mlp_attribution": method})
+    service = ScoringService(world.settings, world.store, world.holder, world.clock)
+    client = TestClient(create_app(service, world.keys))
+    headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
+    for k in range(4):  # the first of the first test's events that alerts
+        txn = world.new_event(k, amount=float(30 + 400 * k))
+        response = client.post("/v1/score", content=txn.model_dump_json(), headers=headers)
+        assert response.status_code == 200, response.text
+        if response.json()["decision"] == "alert":
+            break
+    assert response.json()["decision"] == "alert" and asked == [method]
+    copy = InMemoryFeatureStore(partitions=PARTITIONS)
+    copy.strings = dict(world.store.strings)
+    copy.hashes = {k: dict(v) for k, v in world.store.hashes.items()}
+    processor = StreamProcessor(world.settings, copy, world.holder, world.clock)
+    result = processor.process([raw(txn, world.offsets[partition_of(txn)])])
+    (alert,) = [json.loads(m.value) for m in result.messages if m.topic == "alerts"]
+    assert response.json()["reasons"] == alert["reasons"] and alert["reasons"]
+    assert method.replace("_", " ").split()[0].lower() in alert["explanation"]["method"].lower().replace("-", " ")
