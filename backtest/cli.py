@@ -64,6 +64,9 @@ def backtest(
     ),
     report_dir: Path = typer.Option(Path("reports/backtest"), "--report-dir", help="Where the report goes."),
     fast: bool = typer.Option(False, "--fast", help="Skip Kafka: the same core and Redis store, batches fed directly."),
+    state: str = typer.Option(
+        "redis", "--state", help="With --fast: the store, redis (the run's namespace) or memory (no Redis at all)."
+    ),
     keep: bool = typer.Option(False, "--keep", help="Keep the run's Redis keys and topics (for inspection)."),
     batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Events per StreamProcessor.process call."),
     partitions: int | None = typer.Option(None, "--partitions", min=1, help="Partitions of the run's topics."),
@@ -87,9 +90,14 @@ def backtest(
     settings = settings_of(ctx)
     if history is None and not from_topic:  # before the heavy imports below (the runner says the same)
         raise InputError("give --history FILE|FOLDER or --from-topic with --start/--end")
-    # Redis always (the store), Kafka for the Kafka mode and for topic input: before any import or training.
+    from backtest.runner import check_state
+
+    check_state(fast, state)
+    # Redis for its store, Kafka for the Kafka mode and for topic input: before any import or training.
     wait_for_dependencies(
-        dependencies(settings, kafka=from_topic or not fast), bound_s=wait_timeout, bound_name="--wait-timeout"
+        dependencies(settings, kafka=from_topic or not fast, redis=state == "redis"),
+        bound_s=wait_timeout,
+        bound_name="--wait-timeout",
     )
 
     from backtest.job import run_backtest
@@ -118,6 +126,7 @@ def backtest(
         train_inline=train_inline,
         label_delay_days=label_delay,
         fast=fast,
+        state=state,
         keep=keep,
         batch_size=batch_size,
         partitions=partitions,

@@ -15,7 +15,16 @@ from backtest.isolation import drop_kafka_names, drop_redis_namespace, isolated_
 from backtest.metrics import known_compromised
 from backtest.replay import ReplayStats
 from backtest.report import PROTOCOLS, SCORE_COLUMNS, fold_table, write_report
-from backtest.runner import Advance, BacktestOptions, Prepared, Say, assessed_rows, prepare, stream_scores
+from backtest.runner import (
+    Advance,
+    BacktestOptions,
+    Prepared,
+    Say,
+    assessed_rows,
+    check_state,
+    prepare,
+    stream_scores,
+)
 from fraudstream.clock import Clock, SystemClock
 from fraudstream.errors import FraudstreamError
 from fraudstream.settings import Settings
@@ -41,8 +50,8 @@ def scores_table(prep: Prepared, scores: pd.DataFrame, label_delay_days: float =
     return table.loc[:, list(SCORE_COLUMNS)].reset_index(drop=True)
 
 
-def cleanup(settings: Settings, *, kafka: bool) -> dict[str, Any]:
-    removed: dict[str, Any] = {"redis_keys": drop_redis_namespace(settings)}
+def cleanup(settings: Settings, *, kafka: bool, redis: bool = True) -> dict[str, Any]:
+    removed: dict[str, Any] = {"redis_keys": drop_redis_namespace(settings) if redis else 0}
     if kafka:
         group = settings.streamer.consumer_group
         drop_kafka_names(settings, [group, f"{group}.reader"])
@@ -51,10 +60,10 @@ def cleanup(settings: Settings, *, kafka: bool) -> dict[str, Any]:
     return removed
 
 
-def _cleanup_quietly(settings: Settings, *, kafka: bool) -> None:
+def _cleanup_quietly(settings: Settings, *, kafka: bool, redis: bool = True) -> None:
     """Cleanup after a failure: its own errors are logged, so they never hide the failure itself."""
     try:
-        cleanup(settings, kafka=kafka)
+        cleanup(settings, kafka=kafka, redis=redis)
     except FraudstreamError as exc:
         log.warning("backtest cleanup failed too (%s); remove %s:* by hand", exc, settings.redis.namespace)
 
@@ -69,6 +78,7 @@ def run_backtest(
     clock: Clock | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
     """The whole run; returns the report dict and the files written under opts.report_dir."""
+    check_state(opts.fast, opts.state)
     began = time.perf_counter()
     clock = clock or SystemClock()
     run_id = opts.run_id or new_run_id(clock.now())
@@ -86,15 +96,16 @@ def run_backtest(
             batch_size=opts.batch_size,
             on_total=on_total,
             advance=advance,
+            state=opts.state,
         )
         fold_models = prep.fold_models()
     except BaseException:
         prep.close()
         if not opts.keep:
-            _cleanup_quietly(isolated, kafka=not opts.fast)
+            _cleanup_quietly(isolated, kafka=not opts.fast, redis=opts.state == "redis")
         raise
     prep.close()
-    removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast)
+    removed = {"kept": True} if opts.keep else cleanup(isolated, kafka=not opts.fast, redis=opts.state == "redis")
     say("computing metrics and writing the report")
     table = scores_table(prep, scores, opts.label_delay_days)
     report = assemble(settings, opts, run_id, prep, fold_models, table, stats, removed)
@@ -144,6 +155,7 @@ def assemble(
             "run_id": run_id,
             "input": prep.history.source,
             "mode": "fast" if opts.fast else "kafka",
+            "state": opts.state,
             "models": f"walk-forward ({len(prep.windows)} folds)" if fold_models else f"registry {prep.fixed.version}",
             "scorer": prep.scorer or settings.streamer.scorer,
             "label_delay_days": opts.label_delay_days,
@@ -152,7 +164,7 @@ def assemble(
             "config": str(opts.config) if opts.config else None,
             "batch_size": opts.batch_size,
             "partitions": opts.partitions or settings.topics.partitions,
-            "redis_namespace": f"bt-{run_id}",
+            "redis_namespace": f"bt-{run_id}" if opts.state == "redis" else None,
             "topics_prefix": f"backtest.{run_id}",
             "cleanup": removed,
         },

@@ -53,6 +53,7 @@ class BacktestOptions:
     config: Path | None = None
     label_delay_days: float = 7.0
     fast: bool = False
+    state: str = "redis"  # the fast replay's store: redis (the run's namespace) or memory (this process only)
     keep: bool = False
     batch_size: int = 20_000
     partitions: int | None = None
@@ -197,6 +198,14 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
     return Prepared(history, windows, folds=source, timings=timings, scorer=trainer.scorer)
 
 
+def check_state(fast: bool, state: str) -> None:
+    """ConfigError unless `state` is a store the replay mode can use (the CLI and run_backtest check it first)."""
+    if state not in ("redis", "memory"):
+        raise ConfigError(f"--state must be redis or memory (got '{state}')")
+    if state == "memory" and not fast:
+        raise ConfigError("--state memory needs --fast: the Kafka replay runs the real worker on Redis")
+
+
 def stream_scores(
     settings: Settings,
     prep: Prepared,
@@ -206,32 +215,47 @@ def stream_scores(
     batch_size: int,
     on_total: Callable[[int], None] | None = None,
     advance: Advance | None = None,
+    state: str = "redis",
 ) -> tuple[pd.DataFrame, ReplayStats]:
-    """Replay the history through the core with `settings` (already isolated); the scores of the assessed windows."""
-    import redis
+    """Replay the history through the core with `settings` (already isolated); the scores of the assessed windows.
 
+    state: the store behind the core, `redis` (the run's namespace on the settings' Redis) or, for the fast replay
+    only, `memory` (state.memory.InMemoryFeatureStore: the same KeyValueFeatureStore logic, key layout and folds
+    over dicts in this process, so no Redis round trip per batch; nothing outlives the run)."""
     from features.config import FeatureConfig
-    from state.redis_client import redis_client
-    from state.redis_store import RedisFeatureStore
     from streamer.core import StreamProcessor
 
+    check_state(fast, state)
     frame = prep.history.frame
     delay = pd.Timedelta(days=label_delay_days)
     stream = EventStream(frame, delay, settings.topics)
-    client = redis_client(settings)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise InfraError(
-            f"cannot reach Redis at {settings.safe_summary()['redis']['url']} ({exc}); run `fraudstream up`"
-        ) from None
-    store = RedisFeatureStore(
-        client,
-        settings.redis.namespace,
-        FeatureConfig.from_settings(settings.features),
-        partitions=settings.topics.partitions,
-        label_partitions=settings.topics.partitions,
-    )
+    features = FeatureConfig.from_settings(settings.features)
+    client = None
+    if state == "memory":
+        from state.memory import InMemoryFeatureStore
+
+        store: Any = InMemoryFeatureStore(features, settings.redis.namespace, partitions=settings.topics.partitions,
+                                          label_partitions=settings.topics.partitions)  # fmt: skip
+    else:
+        import redis
+
+        from state.redis_client import redis_client
+        from state.redis_store import RedisFeatureStore
+
+        client = redis_client(settings)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise InfraError(
+                f"cannot reach Redis at {settings.safe_summary()['redis']['url']} ({exc}); run `fraudstream up`"
+            ) from None
+        store = RedisFeatureStore(
+            client,
+            settings.redis.namespace,
+            features,
+            partitions=settings.topics.partitions,
+            label_partitions=settings.topics.partitions,
+        )
     switch = SwitchableModels(prep.model(0))
     last = frame["timestamp"].iloc[-1].to_pydatetime()
     clock = FixedClock(last + timedelta(days=label_delay_days + 1))  # after every event: none is 'in the future'
@@ -257,7 +281,9 @@ def stream_scores(
             advance=advance,
         )
     stats.extra["store"] = {k: v for k, v in store.counters.items()}
-    client.close()
+    stats.extra["state"] = state
+    if client is not None:
+        client.close()
     return sink.frame(), stats
 
 

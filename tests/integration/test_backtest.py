@@ -33,14 +33,17 @@ def history_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_canonical(frame, tmp_path_factory.mktemp("bt") / "history.parquet")
 
 
-def _options(tmp_path: Path, history: Path, registry: Path, version: str, *, fast: bool) -> BacktestOptions:
+def _options(
+    tmp_path: Path, history: Path, registry: Path, version: str, *, fast: bool, state: str = "redis"
+) -> BacktestOptions:
     return BacktestOptions(
-        report_dir=tmp_path / ("fast" if fast else "kafka"),
+        report_dir=tmp_path / (("fast" if fast else "kafka") + ("-memory" if state == "memory" else "")),
         history=history,
         model=version,
         registry=registry,
         label_delay_days=1.0,
         fast=fast,
+        state=state,
         batch_size=700,
         partitions=3,
     )
@@ -70,6 +73,11 @@ def test_fast_and_kafka_modes_give_identical_scores(
     assert fast["replay"][0]["labels"] > 0 and kafka["replay"][0]["labels"] == fast["replay"][0]["labels"]
     pd.testing.assert_frame_equal(a, b, check_exact=True)  # same rows, same order, bit-identical scores
     assert kafka["run"]["mode"] == "kafka" and fast["run"]["mode"] == "fast"
+    # the fast replay on the in-memory store (--state memory): the same core over dicts, the same scores
+    memory, _ = run_backtest(settings, _options(tmp_path, history_file, registry, version, fast=True, state="memory"))
+    c = pd.read_parquet(tmp_path / "fast-memory" / "scores.parquet")
+    pd.testing.assert_frame_equal(a, c, check_exact=True)
+    assert memory["replay"][0]["labels"] == fast["replay"][0]["labels"] and memory["run"]["state"] == "memory"
 
 
 def _dump_namespace(client: Any, namespace: str) -> dict[bytes, bytes]:
