@@ -211,7 +211,8 @@ _TREE_LOGIT = ("HistGradientBoostingClassifier", "GradientBoostingClassifier")
 
 
 def is_tree_model(model: Any) -> bool:
-    return type(model).__name__ in _TREE_PROBA + _TREE_LOGIT
+    """A scikit-learn tree model, or a forest already flattened (models.tree_kernels.FlatForest)."""
+    return type(model).__name__ in (*_TREE_PROBA, *_TREE_LOGIT, "FlatForest")
 
 
 def tree_shap(model: Any, Z: np.ndarray, explainer: Any = None) -> Attribution:
@@ -289,7 +290,10 @@ class ModelExplainer:
 
         key = id(model)
         if key not in self._trees:
-            self._trees[key] = FlatForest.of(model) if FlatForest.supports(model) else tree_explainer(model)
+            if isinstance(model, FlatForest):
+                self._trees[key] = model
+            else:
+                self._trees[key] = FlatForest.of(model) if FlatForest.supports(model) else tree_explainer(model)
         explainer = self._trees[key]
         if isinstance(explainer, FlatForest):
             values, base = explainer.shap(Z)

@@ -30,15 +30,16 @@ class MLPWeights:
 
 
 def _flat_forest(model: Any) -> Any:
-    """models.tree_kernels.FlatForest of a random forest, extra trees or decision tree; None for other models."""
+    """models.tree_kernels.FlatForest of a random forest, extra trees or decision tree (the model itself when the
+    registry loaded it flat); None for other models."""
     if model is None:
         return None
     from models.tree_kernels import FlatForest, warm
 
-    if not FlatForest.supports(model):
+    if not isinstance(model, FlatForest) and not FlatForest.supports(model):
         return None
     warm()  # the compiled kernels loaded now, not on the first batch or the first alert
-    return FlatForest.of(model)
+    return model if isinstance(model, FlatForest) else FlatForest.of(model)
 
 
 class LoadedModel:
@@ -131,7 +132,7 @@ class LoadedModel:
     def _stack_scores(self, Z: np.ndarray) -> np.ndarray:
         if self._stack is None:
             raise self._missing("stack", "stack", "mlp")
-        if self._flat_stack is not None:
+        if self._flat_stack is not None:  # the forest scored by compiled code, or loaded as such
             return np.asarray(self._flat_stack.predict(Z))  # == predict_proba(Z)[:, 1], bit for bit
         return np.asarray(self._stack.predict_proba(Z)[:, 1], dtype=np.float64)
 

@@ -1,11 +1,13 @@
 """The model registry: a folder of immutable versions with signed sha256 manifests and an atomic `current`.
 
 Layout: <root>/versions/<version>/{manifest.json, manifest.sig, preprocessor.json, mlp.keras, mlp_weights.npz,
-stack.skops} and <root>/current (one line: the version). Loading a version, in this order: the manifest's
-HMAC-SHA256 signature (models/signing.py: the key from FRAUD_REGISTRY__SIGNING_KEY), then every file's sha256
-against the signed manifest, and only then is any file parsed. The stack is stored with skops (no pickle: only
-the scikit-learn, NumPy, SciPy and fraudstream model types it names are built); a version published before that
-holds stack.pkl, unpickled only once its signature and hash have been checked.
+stack.skops, stack_forest.npz when the stack is a forest} and <root>/current (one line: the version). Loading a
+version, in this order: the manifest's HMAC-SHA256 signature (models/signing.py: the key from
+FRAUD_REGISTRY__SIGNING_KEY), then every file's sha256 against the signed manifest, and only then is any file
+parsed. The stack is stored with skops (no pickle: only the scikit-learn, NumPy, SciPy and fraudstream model types
+it names are built); a version published before that holds stack.pkl, unpickled only once its signature and hash
+have been checked. A forest in the stack slot is loaded from stack_forest.npz (its flat node arrays) instead,
+without scikit-learn.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 #: The parts of a version each scorer needs (`load(..., scorers=...)` reads only these).
 SCORER_PARTS = {"mlp": ("mlp",), "stack": ("stack",), "blend": ("mlp", "stack")}
+#: A forest in the stack slot, flattened at publish (models/tree_kernels.FlatForest): workers load it and never the
+#: scikit-learn object, so a blend or stack worker imports no scikit-learn (~190 MiB of its RSS).
+FOREST_FILE = "stack_forest.npz"
 #: The top-level modules whose types a stored stack may name (skops builds nothing else).
 SKOPS_TRUSTED_MODULES = frozenset({"sklearn", "numpy", "scipy", "imblearn", "models"})
 
@@ -206,8 +211,13 @@ class ModelRegistry:
         if bundle.stack is not None:
             import skops.io
 
+            from models.tree_kernels import FlatForest
+
             skops.io.dump(bundle.stack, folder / "stack.skops")
             files.append("stack.skops")
+            if FlatForest.supports(bundle.stack):  # what workers load: the node arrays, without scikit-learn
+                FlatForest.of(bundle.stack).save(folder / FOREST_FILE)
+                files.append(FOREST_FILE)
         return files
 
     def promote(
@@ -303,8 +313,17 @@ class ModelRegistry:
                     manifest["mlp_output"],
                     manifest["mlp_activation"],
                 )
-        stack = None
-        if "stack" in parts and "stack.skops" in manifest["files"]:
+        stack: Any = None
+        if "stack" in parts and FOREST_FILE in manifest["files"]:  # a forest: its node arrays, no scikit-learn
+            from models.tree_kernels import FlatForest
+
+            try:
+                stack = FlatForest.load(folder / FOREST_FILE)
+            except (ValueError, KeyError, OSError) as exc:
+                raise ModelError(
+                    f"model version {version}: {FOREST_FILE} cannot be read ({exc}); republish the model"
+                ) from exc
+        elif "stack" in parts and "stack.skops" in manifest["files"]:
             stack = _load_skops(version, folder / "stack.skops")
         elif "stack" in parts and "stack.pkl" in manifest["files"]:  # published before skops
             with (folder / "stack.pkl").open("rb") as handle:

@@ -43,6 +43,12 @@ BLOCK_FROM_ROWS = 3
 SUPPORTED = ("RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier")
 
 
+#: FlatForest's node arrays and their dtypes, as saved and loaded
+ARRAYS: dict[str, Any] = {"roots": np.int64, "left": np.int64, "right": np.int64, "feature": np.int64,
+                          "threshold": np.float64, "missing_left": np.bool_, "value": np.float64,
+                          "cover": np.float64}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class FlatForest:
     roots: np.ndarray  # int64, T: index of each tree's root in the node arrays
@@ -88,6 +94,28 @@ class FlatForest:
             cover=cols[6].astype(np.float64), max_depth=max(int(t.max_depth) for t in trees),
             n_features=int(model.n_features_in_),
         )  # fmt: skip
+
+    def save(self, path: Any) -> None:
+        """The node arrays in one .npz (no pickle): what a worker loads instead of the scikit-learn forest."""
+        np.savez(path, roots=self.roots, left=self.left, right=self.right, feature=self.feature,
+                 threshold=self.threshold, missing_left=self.missing_left, value=self.value, cover=self.cover,
+                 shape=np.array([self.max_depth, self.n_features], dtype=np.int64))  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Any) -> FlatForest:
+        """A forest saved by `save`, checked for consistent node arrays (scikit-learn is not imported)."""
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in ARRAYS}
+            max_depth, n_features = (int(v) for v in npz["shape"])
+        nodes = len(arrays["left"])
+        if any(len(arrays[name]) != nodes for name in ARRAYS if name != "roots") or not (
+            len(arrays["roots"]) and 0 <= arrays["roots"].min() and arrays["roots"].max() < nodes
+            and arrays["left"].max(initial=-1) < nodes and arrays["right"].max(initial=-1) < nodes
+            and arrays["feature"][arrays["left"] >= 0].max(initial=-1) < n_features
+        ):  # fmt: skip
+            raise ValueError(f"{path}: the forest's node arrays do not fit together")
+        return cls(**{name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in ARRAYS.items()},
+                   max_depth=max_depth, n_features=n_features)  # fmt: skip
 
     def _input(self, Z: np.ndarray) -> np.ndarray:
         Z = np.asarray(Z)

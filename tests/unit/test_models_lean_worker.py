@@ -222,3 +222,35 @@ def test_loading_for_the_mlp_never_unpickles_the_stack(
     stack_file.write_bytes(b"not a skops file")  # a tampered file is still refused, even when not loaded
     with pytest.raises(ArtifactIntegrityError):
         reg.load(version, scorers=("mlp",))
+
+
+def test_a_forest_stack_is_published_flat_and_its_worker_imports_no_scikit_learn(
+    tmp_path: Path, records_file: Path
+) -> None:
+    """A random forest in the stack slot is loaded from its node arrays: a blend worker then imports neither
+    scikit-learn nor pandas, and scores and explains exactly as the scikit-learn forest does."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from models.registry import FOREST_FILE, _load_skops
+
+    bundle, X = _mlp_and_stack_bundle()
+    Z = bundle.preprocessor.transform(X[:, bundle.used_index])
+    y = (Z[:, 0] - Z[:, 1] > 0.8).astype(int)
+    forest = RandomForestClassifier(n_estimators=15, max_depth=8, random_state=0).fit(Z, y)
+    bundle = ModelBundle(**{**vars(bundle), "stack": forest})
+    registry = ModelRegistry(tmp_path, allow_unsigned=True)
+    version = registry.publish(bundle, metrics={"average_precision": 0.5}, holdout_id="h", data_range=("a", "b"),
+                               seed=0, force=True)  # fmt: skip
+    assert FOREST_FILE in registry.manifest(version)["files"]
+    flat = registry.load(version)
+    assert type(flat._stack).__name__ == "FlatForest"
+    skops_forest = _load_skops(version, tmp_path / "versions" / version / "stack.skops")
+    np.testing.assert_array_equal(flat.score(X[:200], "stack"), skops_forest.predict_proba(Z[:200])[:, 1])
+    rows = X[np.argsort(-flat.score(X, "blend", 0.25))[:30]]
+    att = flat.attributions(rows, "blend", 0.25)
+    np.testing.assert_allclose(att.base + att.values.sum(axis=1), flat.score(rows, "blend", 0.25), atol=1e-9)
+    args = {"registry": str(tmp_path), "scorer": "blend", "records": str(records_file),
+            "headers": [[k, (v or b"").decode()] for k, v in txn_headers()]}  # fmt: skip
+    out = _run_fresh(WORKER, json.dumps(args))
+    assert out["scored"] == out["records"] >= 20 and out["version"] == version and "blend" in out["scorers"]
+    assert sorted({"sklearn", "pandas", *TRAINING_ONLY} & set(out["modules"])) == []

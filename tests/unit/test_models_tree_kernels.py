@@ -94,3 +94,20 @@ def test_unsupported_models_and_wrong_widths_are_refused() -> None:
 def test_docstring_example_runs() -> None:
     result = doctest.testmod(models.tree_kernels)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_saved_forest_loads_equal_and_a_broken_one_is_refused(tmp_path) -> None:
+    X, y = _data(4, missing=0.05)
+    forest = RandomForestClassifier(n_estimators=12, max_depth=9, random_state=1).fit(X, y)
+    flat = FlatForest.of(forest)
+    flat.save(tmp_path / "forest.npz")
+    loaded = FlatForest.load(tmp_path / "forest.npz")
+    assert (loaded.max_depth, loaded.n_features) == (flat.max_depth, flat.n_features)
+    assert np.array_equal(loaded.predict(X[:300]), forest.predict_proba(X[:300])[:, 1])
+    a, b = loaded.shap(X[:40]), flat.shap(X[:40])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    broken = {name: getattr(flat, name) for name in models.tree_kernels.ARRAYS}
+    broken["left"] = np.where(broken["left"] >= 0, broken["left"] + len(broken["left"]), -1)  # children past the end
+    np.savez(tmp_path / "broken.npz", **broken, shape=np.array([flat.max_depth, flat.n_features]))
+    with pytest.raises(ValueError, match="do not fit together"):
+        FlatForest.load(tmp_path / "broken.npz")
