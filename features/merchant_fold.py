@@ -189,11 +189,27 @@ def fold_merchant_batch(
     `tx_records[j][p]`: merchant j's transaction record bytes on partition p (b'' if none);
     `fraud_records[j][q]`: its fraud record bytes on labels partition q. Late events are read, not folded.
     """
-    n, n_merchants = len(ts), len(tx_records)
-    parts = len(tx_records[0]) if n_merchants else 0
-    label_parts = len(fraud_records[0]) if n_merchants else 0
+    parts = len(tx_records[0]) if tx_records else 0
+    label_parts = len(fraud_records[0]) if fraud_records else 0
     tx_flat = [r for rec in tx_records for r in rec]
     fr_flat = [r for rec in fraud_records for r in rec]
+    return fold_merchant_flat(tx_flat, fr_flat, parts, label_parts, merchant, partition, ts, late, cfg)
+
+
+def fold_merchant_flat(
+    tx_flat: list[bytes],
+    fr_flat: list[bytes],
+    parts: int,
+    label_parts: int,
+    merchant: I64,
+    partition: I64,
+    ts: I64,
+    late: B,
+    cfg: FeatureConfig,
+) -> MerchantFold:
+    """fold_merchant_batch with the records laid out flat: `tx_flat[j * parts + p]`, `fr_flat[j * label_parts + q]`
+    (what the store gathers in one pass, with no list per merchant)."""
+    n, n_merchants = len(ts), (len(tx_flat) // parts if parts else 0)
     tx_off, tx_buf = _packed(tx_flat)
     fr_off, fr_buf = _packed(fr_flat)
     group_order = np.argsort(merchant, kind="stable").astype(np.int64)
@@ -222,5 +238,5 @@ def fold_merchant_batch(
 
 def _packed(values: list[bytes]) -> tuple[I64, U8]:
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter((len(v) for v in values), np.int64, len(values)), out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
     return offsets, np.frombuffer(b"".join(values), dtype=np.uint8) if values else np.zeros(0, dtype=np.uint8)

@@ -11,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from features.config import FeatureConfig
 from features.fields import TxnColumns, columns_of, event_second, fields_of, id_hash
 from features.merchant import apply_fraud_label
-from features.merchant_fold import fold_merchant_batch
+from features.merchant_fold import fold_merchant_batch, fold_merchant_flat
 from features.spec import FEATURE_NAMES, STATIC_NAMES, USER_NAMES
 from features.state import MerchantFraudRecord, UserState
 from features.static import static_columns
@@ -241,9 +242,11 @@ class KeyValueFeatureStore(ABC):
         event_users = np.fromiter(map(user_index.__getitem__, user_keys), np.int64, len(user_keys))
         users = fold_user_batch([states[k] for k in batch_users], user_events(cols, event_users), cfg)
         merchant_index = {m: j for j, m in enumerate(merchants)}
-        shops = fold_merchant_batch(
-            [[states[k] for k in tx] for tx, _ in names],
-            [[states[k] for k in fr] for _, fr in names],
+        shops = fold_merchant_flat(
+            list(map(states.__getitem__, chain.from_iterable(tx for tx, _ in names))),
+            list(map(states.__getitem__, chain.from_iterable(fr for _, fr in names))),
+            self.partitions,
+            self.label_partitions,
             np.fromiter(map(merchant_index.__getitem__, fold_merchants), np.int64, len(at)),
             partition,
             cols.ts,

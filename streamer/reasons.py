@@ -8,6 +8,7 @@ amount/log_amount each give at most one reason, the strongest.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -118,13 +119,20 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[str, float, Row], str]]] = [
 ]
 
 
+@functools.cache
+def _template_of(name: str) -> Callable[[str, float, Row], str] | None:
+    """The phrase template of a feature name (exact names first, then the patterns), once per name."""
+    template = _EXACT.get(name)
+    if template is None:
+        template = next((t for pattern, t in _PATTERNS if pattern.fullmatch(name)), None)
+    return template
+
+
 def reason_text(name: str, value: float, row: Row) -> str:
     """One short phrase for a feature value, using related features of the same row where that helps."""
     if not math.isfinite(value):
         return f"{name} unknown"
-    template = _EXACT.get(name)
-    if template is None:
-        template = next((t for pattern, t in _PATTERNS if pattern.fullmatch(name)), None)
+    template = _template_of(name)
     if template is None:
         return f"{name.replace('_', ' ')} {_num(value)}"
     return template(name, value, row)
