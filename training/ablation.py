@@ -110,6 +110,7 @@ def ablate(
             "fit_s": time.perf_counter() - began,
         }
         rows.append(row)
+        say(f"ablation {name}: AP {row['average_precision']['mean']:.4f} AUC {row['roc_auc']['mean']:.4f}")
     base = rows[0]
     for row in rows:
         for key in (*_METRICS, f"card_precision_at_{k}"):
