@@ -7,10 +7,12 @@ own JVM, because Kafka calls System.exit.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,13 +135,25 @@ def _jvm(settings: Settings, kafka_paths: KafkaPaths) -> list[str]:
     ]
 
 
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding, as Kafka's `Uuid.randomUuid` makes them,
+    redrawn while it starts with '-' (Kafka does the same): `kafka-storage format -t -xyz...` reads such an id as an
+    option and refuses to format, which failed one start in 64.
+
+    >>> draws = iter([bytes([0xFB]) + bytes(15), bytes(16)])
+    >>> new_cluster_id(lambda: next(draws))
+    'AAAAAAAAAAAAAAAAAAAAAA'
+    """
+    while True:
+        cluster = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 def _format_storage(settings: Settings, kafka_paths: KafkaPaths) -> None:
     if (kafka_paths.data / "meta.properties").exists():
         return
-    cluster_id = uuid.uuid4().bytes
-    import base64
-
-    cluster = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+    cluster = new_cluster_id()
     result = subprocess.run(
         [*_jvm(settings, kafka_paths), "kafka.tools.StorageTool", "format", "-t", cluster,
          "-c", str(kafka_paths.config)],
