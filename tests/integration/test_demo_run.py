@@ -76,8 +76,11 @@ def test_demo_stops_on_ctrl_c_within_2_s_and_prints_the_true_quality_figures(
                 # the console the demo serves: the suite's port, and its database and session key in this test's folder
                 "FRAUD_CONSOLE__PORT": str(stack_settings.console.port),
                 "FRAUD_EMBEDDED__STATE_DIR": str(tmp_path / "state")})
+    # Ctrl-C as a terminal user has it: a suite launched in the background (`cmd &` in a script, nohup) inherits
+    # SIGINT ignored, and bash cannot trap a signal ignored at its start, so the demo would never see it
     demo = subprocess.Popen(["bash", "scripts/demo.sh"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     assert demo.stdout is not None
     try:
