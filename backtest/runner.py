@@ -199,7 +199,8 @@ def prepare(settings: Settings, opts: BacktestOptions, say: Say) -> Prepared:
 
 
 def check_state(fast: bool, state: str) -> None:
-    """ConfigError unless `state` is a store the replay mode can use (the CLI and run_backtest check it first)."""
+    """ConfigError unless `state` is a store the replay mode can use (run_backtest checks it before anything runs;
+    the CLI before it waits for Redis)."""
     if state not in ("redis", "memory"):
         raise ConfigError(f"--state must be redis or memory (got '{state}')")
     if state == "memory" and not fast:
@@ -225,7 +226,6 @@ def stream_scores(
     from features.config import FeatureConfig
     from streamer.core import StreamProcessor
 
-    check_state(fast, state)
     frame = prep.history.frame
     delay = pd.Timedelta(days=label_delay_days)
     stream = EventStream(frame, delay, settings.topics)
