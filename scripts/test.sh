@@ -45,4 +45,8 @@ if [ $rc -eq 5 ]; then
   echo "test: pytest collected no test for MODE=$MODE: that is a failure, not a pass" >&2
   exit 1
 fi
+if [ $rc -ne 0 ] && [ -f .pytest_cache/v/cache/lastfailed ]; then
+  # the failed tests' names once more, last: a CI log cut to its tail still says which ones
+  .venv/bin/python -c 'import json; f = json.load(open(".pytest_cache/v/cache/lastfailed")); print("= failed:", ", ".join(sorted(f)) or "none recorded", "=")' || true
+fi
 exit $rc

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from fraudstream.contracts import Transaction
+from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
 from tests.fault_support import assert_same_outputs, committed_count, reference_run, start_kafka_worker, traffic
 from tests.integration.test_streamer_crash import _finish
@@ -28,6 +29,16 @@ SMALL_BATCHES = {"poll_batch_size": 20, "micro_batch_max_wait_ms": 5, "commit_in
 def txns() -> list[Transaction]:
     base = simulated_transactions(customers=50, merchants=30, days=3, seed=8)
     return [t.model_copy(update={"amount": 4000.0}) if i % 20 == 3 else t for i, t in enumerate(base)][:300]
+
+
+def group_committed(settings: Settings) -> int:
+    """Transactions offsets the worker group has committed, summed over partitions (one request)."""
+    consumer = Consumer(consumer_config(settings, settings.streamer.consumer_group))
+    try:
+        parts = [TopicPartition(settings.topics.transactions, p) for p in range(settings.topics.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
 
 
 def outputs(settings: Settings, topic: str) -> list[tuple[str, bytes]]:
@@ -170,9 +181,10 @@ def test_sigkill_mid_interval_replays_every_batch_of_it_into_identical_outputs(
     publish(settings, txns)
     victim = start_kafka_worker(settings, "victim", idle_exit_s=8.0)
     try:
-        # right after the first commit: the next interval has many batches in Redis and none in Kafka
-        wait_until(lambda: committed_count(settings, settings.topics.scores) > 0, 180, "a first interval committed",
-                   every_s=0.2)
+        # right after the first commit: the next interval has many batches in Redis and none in Kafka. The group's
+        # committed offsets (part of each transaction) answer in one request: reading the scores topic to see the
+        # commit took long enough that a fast worker had finished the run by then
+        wait_until(lambda: group_committed(settings) > 0, 180, "a first interval committed", every_s=0.02)
     finally:
         victim.kill()
         victim.communicate()
