@@ -263,6 +263,9 @@ class StreamerSettings(_Section):
     #: How alerts explain the MLP's part (models/attribution.py): deeplift (the rescale rule: one forward and one
     #: backward pass, exact sum) or integrated_gradients (64 steps, the residual spread; ~20x the cost).
     mlp_attribution: Literal["deeplift", "integrated_gradients"] = "deeplift"
+    #: Threads that explain a batch's alerts together (streamer/explain_threads.py: TreeSHAP and the MLP's NumPy
+    #: passes run without the GIL); a batch with fewer than 32 alerts per thread uses fewer. 1: the consume thread.
+    explain_threads: int = Field(default=1, ge=1, le=64)
     max_future_skew_s: PositiveFloat = 300.0
     reload_poll_s: PositiveFloat = 5.0
     user_id_hmac_key: SecretStr | None = None

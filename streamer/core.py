@@ -20,6 +20,7 @@ from fraudstream.errors import ModelError
 from fraudstream.settings import Settings
 from state.store import FeatureStore, LabelRecord, SourceRows
 from streamer.drift_watch import DriftWatch
+from streamer.explain_threads import ExplainThreads
 from streamer.outputs import (
     OutputMessage,
     contract_headers,
@@ -134,13 +135,22 @@ def reasons_of(model: ScoringModel, X: np.ndarray, top: int) -> list[list[Reason
 
 
 def explanations_of(
-    model: ScoringModel, X: np.ndarray, top: int, scorer: str, blend_mlp_weight: float, mlp_method: str = "deeplift"
+    model: ScoringModel,
+    X: np.ndarray,
+    top: int,
+    scorer: str,
+    blend_mlp_weight: float,
+    mlp_method: str = "deeplift",
+    threads: ExplainThreads | None = None,
 ) -> tuple[list[list[Reason]], list[Explanation]]:
-    """The alerted rows' attributions (one vectorised call over the rows passed in: only the alerted ones) and the
-    reasons derived from them, one per feature family (streamer/reasons.py)."""
+    """The alerted rows' attributions (one vectorised call over the rows passed in: only the alerted ones, split
+    over `threads` when given) and the reasons derived from them, one per feature family (streamer/reasons.py)."""
     if len(X) == 0:
         return [], []
-    att = model.attributions(X, scorer, blend_mlp_weight, mlp_method)
+    if threads is None:
+        att = model.attributions(X, scorer, blend_mlp_weight, mlp_method)
+    else:
+        att = threads.attributions(model, X, scorer, blend_mlp_weight, mlp_method)
     values = np.asarray(att.values, dtype=np.float64)
     reasons = explain(model.feature_names, X, np.round(values, SCORE_DECIMALS), top)
     used = np.flatnonzero(np.any(values != 0.0, axis=0))
@@ -173,6 +183,7 @@ class StreamProcessor:
         self.clock = clock
         self.metrics = metrics
         self.drift = DriftWatch(settings, metrics)  # per-hour PSI, alert rate, precision (streamer/drift_watch.py)
+        self.explain_threads = ExplainThreads(self.cfg.explain_threads)
 
     def process(self, records: Sequence[RawRecord]) -> BatchResult:
         start = self.clock.monotonic()
@@ -346,7 +357,7 @@ class StreamProcessor:
 
     def _explain(self, model: ScoringModel, X: np.ndarray, policy: Any) -> tuple[list[list[Reason]], list[Explanation]]:
         return explanations_of(model, X, self.cfg.top_reasons, policy.scorer, policy.blend_mlp_weight,
-                               self.cfg.mlp_attribution)
+                               self.cfg.mlp_attribution, self.explain_threads)
 
     def _alert(
         self,

@@ -205,3 +205,40 @@ def test_a_reloaded_version_whose_policy_the_settings_contradict_is_refused(trai
     registry.current = "v2"
     assert holder.check_once() is False and holder.version == "v1"
     assert holder.last_error is not None and "calibrated for" in holder.last_error
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_alerts_explained_on_threads_equal_the_one_thread_attributions(trained: dict[str, Any], threads: int) -> None:
+    """streamer/explain_threads.py: the alerted rows split in order over threads; the forest's TreeSHAP values are
+    bit-identical, the MLP's DeepLIFT equal to the last ulp, and the reasons the same."""
+    from streamer.core import explanations_of
+    from streamer.explain_threads import ExplainThreads
+
+    forest = _loaded(trained, trained["stacks"]["random_forest"])
+    X = trained["X"][:200]
+    pool = ExplainThreads(threads, min_rows_per_thread=16)
+    try:
+        stack = pool.attributions(forest, X, "stack", 0.25, "deeplift")
+        assert pool.last_chunks == threads
+        alone = forest.attributions(X, "stack", 0.25)
+        assert np.array_equal(stack.values, alone.values) and np.array_equal(stack.base, alone.base)
+        blend = pool.attributions(forest, X, "blend", 0.25, "deeplift")
+        np.testing.assert_allclose(blend.values, forest.attributions(X, "blend", 0.25).values, rtol=0, atol=1e-12)
+        assert blend.method == forest.attributions(X[:3], "blend", 0.25).method
+        few = pool.attributions(forest, X[:20], "stack", 0.25, "deeplift")  # under 2 x 16 rows: one thread
+        assert pool.last_chunks == 1 and np.array_equal(few.values, alone.values[:20])
+        threaded = explanations_of(forest, X, 3, "blend", 0.25, "deeplift", pool)
+        assert threaded[0] == explanations_of(forest, X, 3, "blend", 0.25, "deeplift")[0]
+    finally:
+        pool.close()
+    with pytest.raises(ValueError, match="at least 1"):
+        ExplainThreads(0)
+
+
+def test_explain_threads_docstring_example_runs() -> None:
+    import doctest
+
+    import streamer.explain_threads
+
+    result = doctest.testmod(streamer.explain_threads)
+    assert result.attempted > 0 and result.failed == 0
