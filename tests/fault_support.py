@@ -61,6 +61,20 @@ def assert_same_outputs(got: Settings, expected: Settings, count: int) -> dict[s
     return sizes
 
 
+def group_committed(settings: Settings) -> int:
+    """Transactions offsets the worker group has committed, summed over partitions (one request)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from fraudstream.kafka_config import consumer_config
+
+    consumer = Consumer(consumer_config(settings, settings.streamer.consumer_group))
+    try:
+        parts = [TopicPartition(settings.topics.transactions, p) for p in range(settings.topics.partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
+    finally:
+        consumer.close()
+
+
 def committed_count(settings: Settings, topic: str) -> int:
     return len(read_all(settings, topic, timeout_s=60))
 

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from fraudstream.contracts import Transaction
-from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
-from tests.fault_support import assert_same_outputs, committed_count, reference_run, start_kafka_worker, traffic
+from tests.fault_support import (
+    assert_same_outputs,
+    committed_count,
+    group_committed,
+    reference_run,
+    start_kafka_worker,
+    traffic,
+)
 from tests.integration.test_streamer_crash import _finish
 from tests.streamer_kafka_support import EngineThread, isolated_settings, publish, read_all, wait_until
 from tests.streamer_support import publish_tiny_model, simulated_transactions
@@ -29,16 +35,6 @@ SMALL_BATCHES = {"poll_batch_size": 20, "micro_batch_max_wait_ms": 5, "commit_in
 def txns() -> list[Transaction]:
     base = simulated_transactions(customers=50, merchants=30, days=3, seed=8)
     return [t.model_copy(update={"amount": 4000.0}) if i % 20 == 3 else t for i, t in enumerate(base)][:300]
-
-
-def group_committed(settings: Settings) -> int:
-    """Transactions offsets the worker group has committed, summed over partitions (one request)."""
-    consumer = Consumer(consumer_config(settings, settings.streamer.consumer_group))
-    try:
-        parts = [TopicPartition(settings.topics.transactions, p) for p in range(settings.topics.partitions)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
 
 
 def outputs(settings: Settings, topic: str) -> list[tuple[str, bytes]]:

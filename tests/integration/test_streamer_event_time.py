@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from fraudstream.kafka_config import consumer_config
 from fraudstream.settings import Settings
+from tests.fault_support import group_committed
 from tests.streamer_kafka_support import isolated_settings, publish, read_all
 from tests.streamer_process import start_worker
 from tests.streamer_support import publish_tiny_model, simulated_transactions
@@ -49,16 +48,6 @@ def _outputs(settings: Settings, topic: str) -> dict[str, dict[str, object]]:
     return found
 
 
-def _committed(settings: Settings) -> int:
-    """Offsets the worker group has committed on the transactions topic, summed."""
-    consumer = Consumer(consumer_config(settings, settings.streamer.consumer_group))
-    try:
-        parts = [TopicPartition(settings.topics.transactions, p) for p in range(settings.topics.partitions)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
-
-
 def _paced(settings: Settings, txns: list[Any], chunks: int = 40, pause_s: float = 0.2) -> None:
     worker = start_worker(settings, "paced", idle_exit_s=8.0)
     time.sleep(6.0)  # joined and assigned
@@ -77,9 +66,9 @@ def _killed(settings: Settings, total: int) -> int:
         if kills >= KILLS:
             _finish(worker)
             return kills
-        target = min(_committed(settings) + total // (KILLS + 2), total - 1)
+        target = min(group_committed(settings) + total // (KILLS + 2), total - 1)
         deadline = time.monotonic() + 300
-        while worker.poll() is None and _committed(settings) < target and time.monotonic() < deadline:
+        while worker.poll() is None and group_committed(settings) < target and time.monotonic() < deadline:
             time.sleep(0.05)
         if worker.poll() is not None:  # finished before the kill
             _finish(worker)
