@@ -45,8 +45,9 @@ if [ $rc -eq 5 ]; then
   echo "test: pytest collected no test for MODE=$MODE: that is a failure, not a pass" >&2
   exit 1
 fi
-if [ $rc -ne 0 ] && [ -f .pytest_cache/v/cache/lastfailed ]; then
-  # the failed tests' names once more, last: a CI log cut to its tail still says which ones
-  .venv/bin/python -c 'import json; f = json.load(open(".pytest_cache/v/cache/lastfailed")); print("= failed:", ", ".join(sorted(f)) or "none recorded", "=")' || true
+if [ $rc -ne 0 ] && [ -s .pytest_cache/failure_reasons.txt ]; then
+  # each failure's one-line reason, last: a CI log cut to its tail still says which tests failed and why
+  echo "= failure reasons ="
+  sed 's/^/= FAILED /' .pytest_cache/failure_reasons.txt
 fi
 exit $rc

@@ -12,10 +12,15 @@ the first batch after the last one ended, and each batch goes through it as it i
      checkpoint comes again, replayed from the store's output cache, which keeps outputs from the first offset of
      the checkpoint not committed (`unsettled_from`, given to the store before each batch).
 A commit that does not return within `commit_timeout_s` (the engine: half of FRAUD_STREAMER__RECOVERY_TIMEOUT_S) is
-given up as ABORTED: librdkafka's
-send_offsets_to_transaction can block past its own timeout once a restarted broker was the group coordinator
-(confluentinc/librdkafka#5456, #5511), so the output is rebuilt (exactly once: a new producer with the same
-transactional id fences the stuck one) and the stuck call is left on its daemon thread.
+given up: librdkafka's send_offsets_to_transaction can block past its own timeout once a restarted broker was the
+group coordinator (confluentinc/librdkafka#5456, #5511), so the output is rebuilt (exactly once: a new producer with
+the same transactional id fences the stuck one) and the stuck call is left on its daemon thread.
+A commit that failed or was given up is in doubt, not aborted: a transaction the broker had already prepared to
+commit is completed even after its producer is fenced, and rewinding it would score its events twice. So the output
+first makes the outcome final (exactly once: a new producer's init_transactions returns only once the old
+transaction is committed or aborted), then the group's committed offsets say which it was: COMMITTED if they
+reached the checkpoint's ends, else ABORTED. If the broker cannot tell for `RESOLVE_TIMEOUT_S`, InfraError: the
+worker stops, and its restart resumes from the committed offsets.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 #: Longer than a commit that works takes (the broker itself aborts a transaction open for 60 s); the kafka engine
 #: passes half its recovery timeout instead.
 COMMIT_TIMEOUT_S = 60.0
+#: How long a commit in doubt may wait for the broker to say whether it went through (then InfraError).
+RESOLVE_TIMEOUT_S = 120.0
+#: One request for the group's committed offsets.
+QUERY_TIMEOUT_S = 10.0
 
 Partition = tuple[str, int]
 
@@ -86,11 +95,13 @@ class Checkpointer:
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
+        resolve_timeout_s: float = RESOLVE_TIMEOUT_S,
     ) -> None:
         self.output, self.consumer, self.topic = output, consumer, topic
         self.interval_s = interval_s
         self.clock = clock
         self.commit_timeout_s = commit_timeout_s
+        self.resolve_timeout_s = resolve_timeout_s
         self.current: Checkpoint | None = None
         self._future: Future[float] | None = None
         self._output_stale = False  # a rebuild of the output failed (the broker was gone): retried at the next begin
@@ -159,26 +170,66 @@ class Checkpointer:
 
     def settle(self, timeout_s: float | None = None) -> Checkpoint | None:
         """Wait for the committing checkpoint and return it, COMMITTED or ABORTED; None if none was committing
-        (an open checkpoint stays open). A commit still running after commit_timeout_s is given up (ABORTED, the
-        output rebuilt); with timeout_s, TimeoutError instead."""
+        (an open checkpoint stays open). A failed commit, or one still running after commit_timeout_s (then given up,
+        the output rebuilt), is resolved: COMMITTED if it went through after all. With timeout_s (a close), TimeoutError
+        instead, and a failed commit is ABORTED without asking."""
         cp, future = self.current, self._future
         if cp is None or future is None:
             return None
         try:
             committed_at = future.result(self.commit_timeout_s if timeout_s is None else timeout_s)
         except KafkaException as exc:
-            return self._end(cp, Status.ABORTED, error=exc)
+            if timeout_s is not None:  # closing: nothing is rewound here, a restart resumes from the group's offsets
+                return self._end(cp, Status.ABORTED, error=exc)
+            return self._resolve(cp, exc, stuck=False)
         except TimeoutError:
             if timeout_s is not None:
                 raise
             stuck = TimeoutError(f"the commit did not return in {self.commit_timeout_s:.0f} s")
             log.error("%s; rebuilding the producer", stuck)
-            try:
-                self._rebuild_output()
-            except InfraError as exc:
-                log.warning("producer not rebuilt (%s); retried with the next checkpoint", exc)
-            return self._end(cp, Status.ABORTED, error=stuck)
+            return self._resolve(cp, stuck, stuck=True)
         return self._end(cp, Status.COMMITTED, committed_at=committed_at)
+
+    def _resolve(self, cp: Checkpoint, error: BaseException, *, stuck: bool) -> Checkpoint:
+        """End a checkpoint whose commit failed (or was given up, `stuck`): make the outcome final, then read it
+        from the group's committed offsets (the module's docstring says why)."""
+        deadline = time.monotonic() + self.resolve_timeout_s
+        while True:
+            try:
+                if stuck or self._output_stale:
+                    self._rebuild_output()
+                else:
+                    self.output.resolve()
+                went_through = self._group_reached(cp)
+                break
+            except (InfraError, KafkaException) as exc:
+                self._output_stale = True  # the next try starts from a new producer
+                if time.monotonic() > deadline:
+                    raise InfraError(
+                        f"a commit failed ({error}) and the broker did not say for "
+                        f"{self.resolve_timeout_s:.0f} s whether it went through ({exc}); stopping, so that a restart "
+                        "resumes from the committed offsets: check the broker, then start the worker again"
+                    ) from None
+                log.warning("cannot tell yet whether the failed commit went through (%s); retrying", exc)
+                time.sleep(1.0)
+        if went_through:
+            log.warning("the commit reported a failure (%s) but went through; its checkpoint counts as committed",
+                        error)
+            return self._end(cp, Status.COMMITTED, committed_at=time.time())
+        return self._end(cp, Status.ABORTED, error=error)
+
+    def _group_reached(self, cp: Checkpoint) -> bool:
+        """Whether the group's committed offsets of `topic` reached the checkpoint's ends (KafkaException: no
+        answer). A checkpoint without offsets of `topic` counts as not committed (its replay changes nothing)."""
+        ends = {p: off for (t, p), off in cp.next_offsets.items() if t == self.topic}
+        if not ends:
+            return False
+        asked = [TopicPartition(self.topic, p) for p in sorted(ends)]
+        answer = self.consumer.committed(asked, timeout=QUERY_TIMEOUT_S)
+        for tp in answer:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        return all(tp.offset >= ends[tp.partition] for tp in answer)
 
     def commit_now(self) -> Checkpoint | None:
         """Commit the open checkpoint and wait (or settle the committing one): what a revoke or a stop needs."""

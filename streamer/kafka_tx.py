@@ -1,9 +1,9 @@
 """The kafka engine's two outputs, one per processing guarantee, behind the calls a checkpoint makes.
 
 `begin()` opens a checkpoint, `produce()` sends a batch's messages as it is processed, `commit()` makes the
-checkpoint's outputs and consumed offsets durable (KafkaException: it did not, and the caller replays), `abort()`
-gives up an open one, `reset()` gives up a commit that never returned (a new producer), `close()` is bounded and
-never raises.
+checkpoint's outputs and consumed offsets durable (KafkaException: it may not have), `resolve()` makes the outcome
+of a failed commit final (the caller then reads it from the group's offsets), `abort()` gives up an open one,
+`reset()` gives up a commit that never returned (a new producer), `close()` is bounded and never raises.
 - TransactionalOutput (exactly once): one Kafka transaction per checkpoint with the outputs and the offsets.
 - IdempotentOutput (at least once): an idempotent producer; offsets are committed to the group once every output
   of the checkpoint is delivered, so a crash re-emits outputs (identical bytes, the same alert_id), never loses one.
@@ -37,6 +37,8 @@ class Output(Protocol):
     def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None: ...
 
     def abort(self) -> None: ...
+
+    def resolve(self) -> None: ...
 
     def reset(self) -> None: ...
 
@@ -180,9 +182,15 @@ class TransactionalOutput:
             if rebuild:
                 self._rebuild()
 
+    def resolve(self) -> None:
+        """After a failed commit: a new producer, whose init_transactions returns only once the broker has ended the
+        old transaction, committed (it had reached the prepared commit) or aborted. InfraError if the broker does
+        not answer."""
+        self.reset()
+
     def reset(self) -> None:
-        """A new producer with the same transactional id: the broker fences the old one (stuck in a call) and aborts
-        its transaction."""
+        """A new producer with the same transactional id: the broker fences the old one (stuck in a call) and ends
+        its transaction (aborted, unless its commit was already prepared: then it is completed)."""
         self._open = False
         self._producer = self._new_producer()
 
@@ -244,6 +252,9 @@ class IdempotentOutput:
 
     def abort(self) -> None:
         """Nothing to undo: outputs already delivered come again, identical, when the batches are replayed."""
+
+    def resolve(self) -> None:
+        """Nothing is in doubt: the offsets were committed to the group, or not, by one synchronous request."""
 
     def reset(self) -> None:
         self._producer = self._new_producer()

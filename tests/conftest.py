@@ -65,3 +65,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     settings = make_test_settings()
     redis_url = settings.safe_summary()["redis"]["url"]
     return f"fraudstream test stack: kafka {settings.bootstrap_servers}, redis {redis_url}"
+
+
+_FAILURES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note each failure's one-line reason: scripts/test.sh prints them last, for a CI log cut to its tail."""
+    if report.failed:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        reason = crash.message if crash is not None else str(report.longrepr).strip().splitlines()[-1:]
+        line = " ".join(str(reason).split())
+        _FAILURES.append(f"{report.nodeid} ({report.when}): {line[:300]}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.rootpath / ".pytest_cache" / "failure_reasons.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in _FAILURES))
