@@ -38,7 +38,7 @@ fi
 
 echo "== pytest ($MODE)"
 set +e
-.venv/bin/python -m pytest -m "$markers" "$@"
+.venv/bin/python -m pytest -m "$markers" --durations=30 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then

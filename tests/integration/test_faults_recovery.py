@@ -187,6 +187,7 @@ def test_five_broker_restarts_and_a_kill_mid_commit_every_event_scored_once_no_s
         report = {"broker_restarts": RESTARTS, "broker_kills": 1, "events": len(sent), "scored": len(counts),
                   "scored_twice": len(doubled), "recovery_s": [round(r, 1) for r in recoveries],
                   "longest_stall_s": round(longest, 1), "member_restarts": log.count("restarting this member"),
+                  "failed_commits_that_went_through": log.count("but went through"),
                   "close_s": round(close_s, 1), "exit": worker.returncode}
         print("recovery fault run:", json.dumps(report))
         assert worker.returncode == 0, log[-3000:]
