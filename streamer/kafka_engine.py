@@ -59,6 +59,8 @@ UNASSIGNED_GRACE_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
 #: Records a partition may have waiting in the event-time aligner (in poll batches) before it is paused.
 ALIGNMENT_BATCHES_PER_PARTITION = 4
+#: How long asking the committed offset of a partition with no position yet may take (once per assignment).
+COMMITTED_TIMEOUT_S = 5.0
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
     return raw.encode() if isinstance(raw, str) else raw
@@ -127,6 +129,7 @@ class KafkaEngine:
             self.aligner = EventTimeAligner(slack_s, self.cfg.alignment_max_wait_ms / 1000.0)
         self._backpressured: set[int] = set()  # transactions partitions paused while the aligner holds too many
         self._releasable = False  # the last release was cut at the poll size: more may go out without a fetch
+        self._start_offsets: dict[int, int] = {}  # transactions partitions with no position yet: where they start
 
     def _new_consumers(self) -> tuple[Consumer, Consumer]:
         extra = {"client.id": self.client_id, "session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000,
@@ -148,6 +151,7 @@ class KafkaEngine:
     # ------------------------------------------------------------------ rebalance callbacks (inside consume())
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._start_offsets.clear()
         self._last_activity = time.monotonic()  # joining the group (slow under load) is not idleness
         if self._paused and partitions:
             consumer.pause(partitions)
@@ -172,6 +176,7 @@ class KafkaEngine:
         offsets)."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned -= gone
+        self._start_offsets.clear()
         ended = self._commit_open(after=self._held) if commit else self._abort_open(after=self._held)
         if not ended:
             self._held = []  # rewound with the aborted checkpoint: it comes again from the consumer
@@ -258,6 +263,7 @@ class KafkaEngine:
         finally:
             self._replacing = False
         self._assigned, self._paused = set(), False
+        self._start_offsets.clear()
         try:
             self.output.reset()
         except InfraError as exc:  # the broker went again: the next check retries
@@ -332,17 +338,35 @@ class KafkaEngine:
         return released
 
     def _caught_up(self, topic: str, partitions: set[int]) -> set[int]:
-        """Partitions whose position is their end offset (cached high watermark: no broker round trip)."""
+        """Partitions whose position is their end offset (cached high watermark: no broker round trip). A partition
+        that has delivered nothing since it was assigned has no position yet: its start (the committed offset, or
+        the low watermark when none is committed) stands in, so one that was assigned already drained is caught up
+        at once instead of holding the others back for the aligner's max wait."""
         caught: set[int] = set()
         try:
             for tp in self.consumer.position([TopicPartition(topic, p) for p in sorted(partitions)]):
-                if tp.offset >= 0:
-                    _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                    if 0 <= high <= tp.offset:
-                        caught.add(tp.partition)
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                offset = tp.offset if tp.offset >= 0 else self._start_offset(tp)
+                if 0 <= high <= offset:
+                    caught.add(tp.partition)
         except KafkaException as exc:  # none counts as caught up: the aligner waits (at most its max wait)
             log.debug("positions not available: %s", exc)
         return caught
+
+    def _start_offset(self, tp: TopicPartition) -> int:
+        """Where an assigned partition with no position starts: asked once per assignment (one round trip), -1 while
+        the broker does not say."""
+        key = tp.partition
+        if key not in self._start_offsets:
+            committed = self.consumer.committed([TopicPartition(tp.topic, key)], timeout=COMMITTED_TIMEOUT_S)[0]
+            if committed.offset >= 0:
+                self._start_offsets[key] = committed.offset
+            else:  # nothing committed: auto.offset.reset=earliest starts at the low watermark
+                low, _high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if low < 0:
+                    return -1
+                self._start_offsets[key] = low
+        return self._start_offsets[key]
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
         if not any(m.error() for m in messages):  # the usual batch

@@ -59,10 +59,13 @@ def _paced(settings: Settings, txns: list[Any], chunks: int = 40, pause_s: float
 
 
 def _killed(settings: Settings, total: int) -> int:
-    """Run workers over the backlog, SIGKILLing each once its group has committed another seventh of it."""
+    """Run workers over the backlog, SIGKILLing each once its group has committed another seventh of it. Each restart
+    keeps the worker's instance id, as a deployment does: its producer fences the killed one and ends its open
+    transaction at once (under a new id that transaction would hold back read_committed readers until it times
+    out)."""
     kills = 0
     while True:
-        worker = start_worker(settings, f"victim{kills}", idle_exit_s=8.0)
+        worker = start_worker(settings, "victim", idle_exit_s=8.0)
         if kills >= KILLS:
             _finish(worker)
             return kills
