@@ -28,17 +28,24 @@ def train(
     start: datetime | None = typer.Option(None, "--start", help="With --from-topics: first event time (UTC)."),
     end: datetime | None = typer.Option(None, "--end", help="With --from-topics: end of the range (UTC, exclusive)."),
     days: int | None = typer.Option(None, "--days", min=1, help="With --from-topics: the last N days up to now."),
-    config: Path | None = typer.Option(None, "--config", help="Training config YAML (see training/config.py)."),
+    config: Path | None = typer.Option(None, "--config", help="Training config YAML (keys: --describe-config)."),
     registry: Path | None = typer.Option(None, "--registry", help="Registry folder (default: settings registry.path)."),
     report_dir: Path = typer.Option(Path("reports/train"), "--report-dir", help="Where report.json/.md and plots go."),
     force: bool = typer.Option(False, "--force", help="Make the new version current even if worse than the champion."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Evaluate and report only."),
+    describe_config: bool = typer.Option(False, "--describe-config",
+                                         help="Print every training-config key (type, default, meaning) and exit."),
 ) -> None:
     """Build features, evaluate every configured model on the protocol's folds, report, publish MLP + stack."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from training.config import describe_config as config_table
     from training.config import load_training_config
+
+    if describe_config:
+        typer.echo(config_table(), nl=False)
+        return
 
     settings = settings_of(ctx)
     _check_history_options(history, from_topics, start, end, days)

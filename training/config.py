@@ -5,6 +5,7 @@ Loadable from YAML (`fraudstream train --config file.yaml`); an unknown or malfo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,58 +22,82 @@ class _Frozen(BaseModel):
 
 
 class PrequentialConfig(_Frozen):
-    train_days: int = Field(default=7, ge=1)
-    delay_days: int = Field(default=7, ge=0)
-    test_days: int = Field(default=7, ge=1)
-    n_folds: int = Field(default=4, ge=1)
-    anchor: str | None = None  # start of the latest test window (ISO date); default: last full window in the data
-    drop_known_compromised: bool = True  # the handbook's rule: cards with a fraud known by the test day are removed
+    """The handbook's walk-forward protocol: train, wait for the labels, assess; one fold per test window."""
+
+    train_days: int = Field(default=7, ge=1, description="days of each fold's training window")
+    delay_days: int = Field(default=7, ge=0, description="days between training and test window (the label delay)")
+    test_days: int = Field(default=7, ge=1, description="days of each fold's test window")
+    n_folds: int = Field(default=4, ge=1, description="folds, the latest ending at `anchor`'s window")
+    anchor: str | None = Field(default=None, description="start of the latest test window (ISO date); unset: the "
+                               "last full window in the data")
+    drop_known_compromised: bool = Field(default=True, description="the handbook's rule: cards with a fraud known "
+                                         "by the test day are removed from it")
 
 
 class TrainingConfig(_Frozen):
     """Defaults: the handbook protocol, all models, standardised features, no resampling."""
 
     # preprocessing
-    dedup: bool = True
-    impute: bool = True
-    clip_quantile: float | None = Field(default=None, gt=0.0, lt=0.5)
-    standardise: bool = True
-    # sign(x) * log1p(|x|) on every column whose training values leave [-1, 1] (amounts, counts, seconds, km,
-    # ratios, z-scores), after imputation and before clipping/standardising; stored with the preprocessor
-    log_heavy_tails: bool = False
-    categorical_encoding: Literal["none", "onehot", "label"] = "none"
-    categorical_columns: tuple[str, ...] = ()  # raw-frame columns encoded and appended as extra features
-    features: tuple[str, ...] | None = None  # None: every features.spec.FEATURE_NAMES column
+    dedup: bool = Field(default=True, description="cleaning: keep the first row of each repeated transaction id")
+    impute: bool = Field(default=True, description="fill missing or infinite feature values with the training means")
+    clip_quantile: float | None = Field(default=None, gt=0.0, lt=0.5, description="clip each column to its training "
+                                        "[q, 1 - q] quantiles; unset: no clipping")
+    standardise: bool = Field(default=True, description="scale each column to zero mean, unit variance (training "
+                              "rows)")
+    log_heavy_tails: bool = Field(default=False, description="sign(x) * log1p(abs(x)) on every column whose training "
+                                  "values leave [-1, 1], after imputation and before clipping and standardising; "
+                                  "stored with the preprocessor, so the streamer and the API apply it")
+    categorical_encoding: Literal["none", "onehot", "label"] = Field(default="none", description="encoding of "
+                                                                     "`categorical_columns` (evaluation only: the "
+                                                                     "streamer cannot compute them, so not published)")
+    categorical_columns: tuple[str, ...] = Field(default=(), description="raw-frame columns encoded and appended as "
+                                                 "extra features")
+    features: tuple[str, ...] | None = Field(default=None, description="the feature columns the models use (the "
+                                             "ablation's `features_kept`); unset: every features.spec column")
     # imbalance
-    imbalance: Literal["none", "undersample", "smote", "class_weight"] = "none"
-    undersample_ratio: float = Field(default=1.0, gt=0.0, le=1.0)  # minority / majority after undersampling
+    imbalance: Literal["none", "undersample", "smote", "class_weight"] = Field(
+        default="none", description="class imbalance: undersample the majority, SMOTE the minority (training rows "
+        "only) or weight the classes in the loss")
+    undersample_ratio: float = Field(default=1.0, gt=0.0, le=1.0, description="with undersample: minority / "
+                                     "majority after undersampling")
     # selection and tuning
-    rfe_features: int | None = Field(default=None, ge=1)
-    grid_search: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)  # model -> param grid
-    grid_cv_folds: int = Field(default=3, ge=2)
+    rfe_features: int | None = Field(default=None, ge=1, description="recursive feature elimination down to this "
+                                     "many columns on each fold's training rows (listed in report.md); unset: all")
+    grid_search: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=dict, description="model -> {parameter: [values]}: a grid search per fold, scored by AP over "
+        "time-ordered CV splits")
+    grid_cv_folds: int = Field(default=3, ge=2, description="the grid search's time-series CV splits "
+                               "(scikit-learn's TimeSeriesSplit)")
     # models
-    models: tuple[str, ...] = ALL_MODELS
-    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # which trained model is published as the streamer's `stack` scorer; unset: random_forest if trained (the
-    # `fraudstream tune` choice on handbook-sim's validation weeks), else stack, else the first non-MLP model
-    stack_scorer_model: str = "random_forest"
-    # the scoring policy written to the manifest (models/policy.py): the scorer the streamer, the backtest and the
-    # API serve, and the blend weight its threshold is calibrated for. scorer unset: blend when the MLP and the
-    # stack slot are both trained (tune's choice: 0.25 x mlp + random_forest), else the one that is
-    scorer: Literal["mlp", "stack", "blend"] | None = None
-    blend_mlp_weight: float = Field(default=0.25, ge=0.0, le=1.0)
+    models: tuple[str, ...] = Field(default=ALL_MODELS, description="models to train and evaluate: "
+                                    + ", ".join(ALL_MODELS))
+    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="model -> constructor "
+                                                    "parameters (models/: FraudMLP, StackingEnsemble, scikit-learn)")
+    stack_scorer_model: str = Field(default="random_forest", description="the trained model published as the "
+                                    "streamer's `stack` scorer; unset: random_forest if trained (tune's choice), "
+                                    "else stack, else the first non-MLP model")
+    scorer: Literal["mlp", "stack", "blend"] | None = Field(default=None, description="the scoring policy's scorer "
+                                                            "(models/policy.py); unset: blend when the MLP and the "
+                                                            "stack slot are both trained, else the one that is")
+    blend_mlp_weight: float = Field(default=0.25, ge=0.0, le=1.0, description="the blend's MLP weight (w * mlp + "
+                                    "(1 - w) * stack); its threshold is calibrated for this weight")
     # protocol and thresholds
-    protocol: Literal["prequential", "stratified_80_20", "split_70_15_15"] = "prequential"
-    prequential: PrequentialConfig = PrequentialConfig()
-    threshold_policy: Literal["alert_budget", "f1", "fixed"] = "alert_budget"
-    alerts_per_day: float = Field(default=100.0, gt=0.0)
-    fixed_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    card_precision_k: int = Field(default=100, ge=1)
-    # drift reference stored with the model (streamer/drift.py): this many features, by model importance, and the
-    # policy's scores, binned at this many quantiles of the final training rows
-    drift_top_features: int = Field(default=5, ge=0)
-    drift_bins: int = Field(default=10, ge=2, le=100)
-    seed: int = 0
+    protocol: Literal["prequential", "stratified_80_20", "split_70_15_15"] = Field(
+        default="prequential", description="evaluation: the handbook's walk-forward folds or the seeds' random "
+        "splits")
+    prequential: PrequentialConfig = Field(default=PrequentialConfig(), description="the walk-forward folds "
+                                           "(below)")
+    threshold_policy: Literal["alert_budget", "f1", "fixed"] = Field(default="alert_budget", description="how each "
+                                                                     "model's alert threshold is chosen")
+    alerts_per_day: float = Field(default=100.0, gt=0.0, description="with alert_budget: alerts a day on the "
+                                  "calibration scores")
+    fixed_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="with fixed: the threshold")
+    card_precision_k: int = Field(default=100, ge=1, description="k of card precision@k per day")
+    drift_top_features: int = Field(default=5, ge=0, description="drift reference stored with the model "
+                                    "(streamer/drift.py): this many features, by model importance")
+    drift_bins: int = Field(default=10, ge=2, le=100, description="the drift reference's quantile bins of the final "
+                            "training rows")
+    seed: int = Field(default=0, description="every random choice: splits, resampling, model initialisation")
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +129,31 @@ class TrainingConfig(_Frozen):
         missing = [m for m in needs[self.scorer] if m not in self.models] if self.scorer else []
         if missing:
             raise ValueError(f"scorer {self.scorer} needs {', '.join(missing)} in models")
+
+
+def _type_name(annotation: Any) -> str:
+    """A field's type as the table shows it: `int or unset` for an optional one (no `|`, which splits a cell)."""
+    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        return text[len("Optional["):-1] + " or unset"
+    return text.replace(" | None", " or unset")
+
+
+def describe_config() -> str:
+    """Every training-config key as a Markdown table: key, type, default, meaning (`fraudstream train
+    --describe-config`, and the README's table, which a test keeps equal to this)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    sections: list[tuple[str, type[BaseModel]]] = [("", TrainingConfig), ("prequential.", PrequentialConfig)]
+    for prefix, model in sections:
+        for name, info in model.model_fields.items():
+            if info.annotation is PrequentialConfig:
+                continue
+            default = info.get_default(call_default_factory=True)
+            shown = "unset" if default is None else json.dumps(default if not isinstance(default, tuple) else
+                                                               list(default))
+            kind = _type_name(info.annotation)
+            rows.append(f"| `{prefix}{name}` | `{kind}` | `{shown}` | {info.description} |")
+    return "\n".join(rows) + "\n"
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -45,6 +45,7 @@ class FoldOutcome:
     thresholds: dict[str, float] = field(default_factory=dict)
     fit_seconds: dict[str, float] = field(default_factory=dict)
     best_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    features: tuple[str, ...] = ()  # the columns the fold's models saw (RFE's selection when rfe_features is set)
     y: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
@@ -125,6 +126,8 @@ def fit_fold(data: Dataset, idx: np.ndarray, cfg: TrainingConfig, out: FoldOutco
     if cfg.rfe_features is not None:
         mask = rfe_select(fit_preprocessor(X, cfg).transform(X), y, cfg.rfe_features, cfg.seed)
     names = tuple(n for n, keep in zip(data.names, mask, strict=True) if keep)
+    if out is not None:
+        out.features = names
     pre = fit_preprocessor(X[:, mask], cfg)
     Z, yz = resample(pre.transform(X[:, mask]), y, cfg)
     models = {}
@@ -283,7 +286,8 @@ def run_training(
         "data_range": [str(data.timestamps.min()), str(data.timestamps.max())],
         "holdout_id": holdout_id(data, splits, cfg),
         "folds": [
-            {"name": o.name, "metrics": o.metrics, "fit_seconds": o.fit_seconds, "best_params": o.best_params}
+            {"name": o.name, "metrics": o.metrics, "fit_seconds": o.fit_seconds, "best_params": o.best_params,
+             "features": list(o.features)}
             for o in outcomes
         ],
         "mean_metrics": summary,
@@ -303,6 +307,7 @@ def run_training(
         raise ModelError("no rows in the final training window; the history is shorter than train + delay days")
     fitted = fit_fold(data, final_idx, final_cfg)
     report["final_fit_models"] = {n: type(m).__name__ for n, m in fitted.models.items()}
+    report["published_features"] = list(fitted.names)
     from models.registry import running_feature_spec_hash
 
     bundle = build_bundle(fitted, data, outcomes[-1].thresholds, cfg, running_feature_spec_hash())

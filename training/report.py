@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-COLUMNS = ("roc_auc", "average_precision", "card_precision_at_100", "precision", "recall", "f1", "alerts_per_day")
+COLUMNS = ("roc_auc", "average_precision", "card_precision_at_100", "accuracy", "precision", "recall", "f1",
+           "alerts_per_day")
 
 
 def _clean(value: Any) -> Any:
@@ -43,11 +44,28 @@ def markdown(report: dict[str, Any]) -> str:
         fit = f"{np.mean(secs):.1f}" if secs else "-"
         cells = [f"{vals.get(c, float('nan')):.3f}" for c in COLUMNS]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {fit} |")
-    lines += ["", "## Folds", ""]
+    rate = report["frauds"] / max(report["rows"], 1)
+    lines += ["", f"Accuracy, precision, recall, F1 and alerts/day are at each model's threshold. With {rate:.2%} "
+              f"fraud, flagging nothing is {1 - rate:.2%} accurate: rank models by AP and CP@100, not accuracy.",
+              "", "## Folds", ""]
     for fold in report["folds"]:
         aps = ", ".join(f"{m} {v['average_precision']:.3f}" for m, v in fold["metrics"].items())
         lines.append(f"- {fold['name']}: AP {aps}")
+    lines += _selected_features(report)
     return "\n".join(lines) + "\n"
+
+
+def _selected_features(report: dict[str, Any]) -> list[str]:
+    """With rfe_features set: the columns RFE kept on each fold's training rows and for the published models."""
+    n = report["config"].get("rfe_features")
+    if n is None:
+        return []
+    lines = ["", f"## RFE-selected features ({n} of {len(report['features'])})", ""]
+    for fold in report["folds"]:
+        lines.append(f"- {fold['name']}: " + ", ".join(fold.get("features", [])))
+    if report.get("published_features"):
+        lines.append("- published models: " + ", ".join(report["published_features"]))
+    return lines
 
 
 def _plots(report: dict[str, Any], folder: Path) -> list[str]:

@@ -15,6 +15,7 @@ from tests.cli_helpers import run_cli
 from training.config import load_training_config, training_config
 from training.history import canonical_from_handbook
 from training.pipeline import run_training
+from training.report import markdown
 
 FAST = {"model_params": {"mlp": {"epochs": 2, "batch_size": 128}, "random_forest": {"n_estimators": 10}},
         "prequential": {"n_folds": 2, "train_days": 5, "delay_days": 3, "test_days": 4}}
@@ -81,6 +82,15 @@ def test_seed_protocols_with_resampling_rfe_and_grid_search() -> None:
     })
     report = run_training(history, cfg, FeatureConfig())
     assert len(report["folds"]) == 1 and report["folds"][0]["best_params"]["decision_tree"]["max_depth"] in (2, 4)
+    kept = report["folds"][0]["features"]
+    assert len(kept) == 6 and set(kept) < set(report["features"])
+    text = markdown(report)
+    assert f"## RFE-selected features (6 of {len(report['features'])})" in text
+    assert "- 70/15/15: " + ", ".join(kept) in text
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    row = next(line for line in text.splitlines() if line.startswith("| decision_tree |"))
+    cells = dict(zip(header.split(" | "), row.split(" | "), strict=True))
+    assert cells["accuracy"] == f"{report['mean_metrics']['decision_tree']['accuracy']:.3f}"
     cfg = training_config({**FAST, "protocol": "stratified_80_20", "imbalance": "undersample",
                            "threshold_policy": "fixed", "models": ("mlp",),
                            "model_params": {"mlp": {"epochs": 60, "batch_size": 16, "patience": 0}}})
