@@ -54,4 +54,4 @@ def bootstrap(
         history = Path(work) / "history.parquet"
         write_canonical(frame, history)
         train(ctx, history=history, from_topics=False, start=None, end=None, days=None, config=config, registry=None,
-              report_dir=report_dir, force=True, no_publish=False)
+              report_dir=report_dir, force=True, no_publish=False, describe_config=False)
