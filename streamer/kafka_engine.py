@@ -263,7 +263,6 @@ class KafkaEngine:
         finally:
             self._replacing = False
         self._assigned, self._paused = set(), False
-        self._start_offsets.clear()
         try:
             self.output.reset()
         except InfraError as exc:  # the broker went again: the next check retries
@@ -345,28 +344,23 @@ class KafkaEngine:
         caught: set[int] = set()
         try:
             for tp in self.consumer.position([TopicPartition(topic, p) for p in sorted(partitions)]):
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                offset = tp.offset if tp.offset >= 0 else self._start_offset(tp)
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                offset = tp.offset if tp.offset >= 0 else self._start_offset(tp, low)
                 if 0 <= high <= offset:
                     caught.add(tp.partition)
         except KafkaException as exc:  # none counts as caught up: the aligner waits (at most its max wait)
             log.debug("positions not available: %s", exc)
         return caught
 
-    def _start_offset(self, tp: TopicPartition) -> int:
-        """Where an assigned partition with no position starts: asked once per assignment (one round trip), -1 while
-        the broker does not say."""
-        key = tp.partition
-        if key not in self._start_offsets:
-            committed = self.consumer.committed([TopicPartition(tp.topic, key)], timeout=COMMITTED_TIMEOUT_S)[0]
-            if committed.offset >= 0:
-                self._start_offsets[key] = committed.offset
-            else:  # nothing committed: auto.offset.reset=earliest starts at the low watermark
-                low, _high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if low < 0:
-                    return -1
-                self._start_offsets[key] = low
-        return self._start_offsets[key]
+    def _start_offset(self, tp: TopicPartition, low: int) -> int:
+        """Where an assigned partition with no position starts: its committed offset, asked once per assignment (one
+        round trip), else `low` (auto.offset.reset=earliest); -1 while neither is known."""
+        if tp.partition not in self._start_offsets:
+            committed = self.consumer.committed([TopicPartition(tp.topic, tp.partition)], timeout=COMMITTED_TIMEOUT_S)
+            if committed[0].offset < 0 and low < 0:
+                return -1
+            self._start_offsets[tp.partition] = committed[0].offset if committed[0].offset >= 0 else low
+        return self._start_offsets[tp.partition]
 
     def _records(self, messages: list[Message]) -> list[RawRecord]:
         if not any(m.error() for m in messages):  # the usual batch
